@@ -1,0 +1,54 @@
+#include "runtime/backend.h"
+
+#include "common/error.h"
+#include "cpu/backend.h"
+#if defined(QUARREL_HAVE_CUDA)
+#include "cuda/backend.h"
+#endif
+
+namespace quarrel::runtime {
+
+BackendKind backend_kind_from_name(const std::string& name) {
+  if (name == "auto") return BackendKind::Auto;
+  if (name == "cpu") return BackendKind::Cpu;
+  if (name == "cuda") return BackendKind::Cuda;
+  fail("unknown backend '{}' (expected auto, cpu or cuda)", name);
+}
+
+bool cuda_available() {
+#if defined(QUARREL_HAVE_CUDA)
+  return cuda::device_count() > 0;
+#else
+  return false;
+#endif
+}
+
+void validate_batch(std::span<const BatchEntry> batch, const model::Config& c, const BackendOptions& o) {
+  if (batch.empty()) fail("empty batch");
+  if (static_cast<int64_t>(batch.size()) > o.n_batch)
+    fail("batch of {} tokens exceeds n_batch {}", batch.size(), o.n_batch);
+  for (const auto& e : batch) {
+    if (e.token < 0 || e.token >= c.n_vocab) fail("token id {} is out of range [0, {})", e.token, c.n_vocab);
+    if (e.seq < 0 || e.seq >= o.n_seq) fail("sequence {} is out of range [0, {})", e.seq, o.n_seq);
+    if (e.pos < 0 || e.pos >= o.n_ctx) fail("position {} is outside the context of {} tokens", e.pos, o.n_ctx);
+  }
+}
+
+std::unique_ptr<Backend> make_backend(BackendKind kind, const model::Model& m, BackendOptions opts) {
+  if (opts.n_ctx <= 0) opts.n_ctx = static_cast<int>(std::min<int64_t>(m.config.n_ctx_train, 4096));
+  if (opts.n_ctx > (1 << 20)) fail("context size {} is out of range", opts.n_ctx);
+  if (opts.n_seq < 1 || opts.n_seq > 1024) fail("sequence slots {} out of range (1..1024)", opts.n_seq);
+  if (opts.n_batch < 1 || opts.n_batch > 8192) fail("batch size {} out of range (1..8192)", opts.n_batch);
+  if (kind == BackendKind::Auto) kind = cuda_available() ? BackendKind::Cuda : BackendKind::Cpu;
+  if (kind == BackendKind::Cuda) {
+#if defined(QUARREL_HAVE_CUDA)
+    if (!cuda_available()) fail("--backend cuda: no CUDA device is present");
+    return cuda::make_backend(m, opts);
+#else
+    fail("--backend cuda: this build has no CUDA backend");
+#endif
+  }
+  return cpu::make_backend(m, opts);
+}
+
+}  // namespace quarrel::runtime

@@ -1,0 +1,52 @@
+#pragma once
+// The backend contract: a backend takes a model's config and weights, owns its
+// KV cache storage, and computes logits for a batch of (sequence, position,
+// token) entries. It writes the whole transformer forward itself.
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "model/model.h"
+
+namespace quarrel::runtime {
+
+struct BatchEntry {
+  int32_t token = 0;
+  int32_t pos = 0;          // position within its sequence
+  int32_t seq = 0;          // KV slot
+  bool want_logits = false;
+};
+
+struct BackendOptions {
+  int n_threads = 0;   // CPU threads; 0 = all physical cores
+  int n_ctx = 0;       // positions per sequence slot; 0 = min(n_ctx_train, 4096)
+  int n_seq = 1;       // sequence slots in the KV cache
+  int n_batch = 512;   // largest batch one forward takes
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;     // "cpu (avx2, 2 threads)", "cuda (NVIDIA H200)"
+  virtual const BackendOptions& options() const = 0;
+  // Entries of one sequence must have consecutive positions, and every earlier
+  // position of that sequence must already be in the cache. Writes n_vocab
+  // logits for each entry with want_logits, in batch order. Throws
+  // quarrel::Error for an out-of-range token, position or slot.
+  virtual void forward(std::span<const BatchEntry> batch, float* logits) = 0;
+  // Bytes the backend reads per decoded token at context length n_past
+  // (weights + KV cache), for bandwidth-floor reports.
+  virtual int64_t bytes_per_token(int64_t n_past) const = 0;
+};
+
+enum class BackendKind { Auto, Cpu, Cuda };
+BackendKind backend_kind_from_name(const std::string& name);  // "auto" | "cpu" | "cuda"
+bool cuda_available();
+
+std::unique_ptr<Backend> make_backend(BackendKind kind, const model::Model& m, BackendOptions opts);
+
+// Checks a batch against the model and options; shared by every backend.
+void validate_batch(std::span<const BatchEntry> batch, const model::Config& c, const BackendOptions& o);
+
+}  // namespace quarrel::runtime

@@ -1,0 +1,38 @@
+#pragma once
+// runtime::Session: one sequence's state over a backend: the tokens in its KV
+// slot, and the logits of the last evaluation.
+#include <span>
+#include <vector>
+
+#include "runtime/backend.h"
+#include "runtime/kv_cache.h"
+
+namespace quarrel::runtime {
+
+class Session {
+ public:
+  Session(Backend& backend, const model::Config& config);
+
+  // Appends tokens to the sequence and runs them through the model in batches
+  // of at most n_batch. Returns the logits of the last token (n_vocab floats),
+  // or, with all_logits, of every token given ([tokens.size()][n_vocab]).
+  const float* eval(std::span<const int32_t> tokens, bool all_logits = false);
+  // Keeps the first n tokens of the sequence (for reuse of a shared prefix).
+  void truncate(int32_t n);
+  void clear() { truncate(0); }
+
+  int32_t n_past() const { return kv_.n_past(0); }
+  int32_t n_ctx() const { return kv_.n_ctx(); }
+  int32_t n_vocab() const { return static_cast<int32_t>(config_.n_vocab); }
+  std::span<const int32_t> tokens() const { return kv_.tokens(0); }
+  Backend& backend() { return backend_; }
+
+ private:
+  Backend& backend_;
+  const model::Config& config_;
+  KvCache kv_;
+  std::vector<BatchEntry> batch_;
+  std::vector<float> logits_;
+};
+
+}  // namespace quarrel::runtime

@@ -1,0 +1,129 @@
+// The core engine against llama.cpp: every model in tests/data/models (and the
+// demo model) on every reference prompt in tests/data/ref.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "model/model.h"
+#include "runtime/backend.h"
+#include "runtime/sampler.h"
+#include "runtime/session.h"
+#include "test_support.h"
+
+namespace quarrel {
+namespace {
+
+using test::repo_path;
+
+struct RefCase {
+  std::string model;   // file stem
+  std::string prompt;  // ref name
+};
+
+std::string model_file(const std::string& stem) {
+  std::string p = repo_path("tests/data/models/" + stem + ".gguf");
+  if (std::filesystem::exists(p)) return p;
+  return repo_path("models/" + stem + ".gguf");  // the demo model lives there
+}
+
+struct Tolerance {
+  double rel_l2;
+  double margin;
+};
+
+Tolerance tolerance_for(const std::string& stem) {
+  if (stem.find("f32") != std::string::npos) return {1e-4, 0.01};
+  if (stem.find("f16") != std::string::npos) return {2e-3, 0.01};
+  return {1e-2, 0.05};
+}
+
+class Reference : public ::testing::TestWithParam<RefCase> {};
+
+TEST_P(Reference, MatchesLlamaCpp) {
+  const RefCase& rc = GetParam();
+  const std::string base = repo_path("tests/data/ref/" + rc.model + "." + rc.prompt);
+  std::ifstream in(base + ".json");
+  ASSERT_TRUE(in) << base;
+  nlohmann::json ref = nlohmann::json::parse(in);
+  std::vector<int32_t> prompt = ref["prompt_tokens"].get<std::vector<int32_t>>();
+  const Tolerance tol = tolerance_for(rc.model);
+
+  auto m = model::Model::load(model_file(rc.model));
+  const int32_t n_vocab = static_cast<int32_t>(m->config.n_vocab);
+  runtime::BackendOptions bo;
+  bo.n_threads = 2;
+  bo.n_ctx = 256;
+  auto backend = runtime::make_backend(runtime::BackendKind::Cpu, *m, bo);
+  runtime::Session s(*backend, m->config);
+
+  const float* all = s.eval(prompt, /*all_logits=*/true);
+  auto pa = ref["prompt_argmax"];
+  ASSERT_EQ(pa.size(), prompt.size());
+  int checked = 0;
+  for (size_t i = 0; i < prompt.size(); ++i) {
+    int32_t want = pa[i][0];
+    double margin = pa[i][1];
+    if (margin <= tol.margin) continue;
+    EXPECT_EQ(runtime::argmax(all + i * n_vocab, n_vocab), want) << "prompt position " << i;
+    ++checked;
+  }
+  EXPECT_GT(checked, 0);
+
+  // Last-position logits against llama.cpp's, by relative L2 error.
+  std::ifstream lf(base + ".last_logits.f32", std::ios::binary);
+  std::vector<float> want(n_vocab);
+  lf.read(reinterpret_cast<char*>(want.data()), n_vocab * sizeof(float));
+  ASSERT_TRUE(lf);
+  const float* got = all + (prompt.size() - 1) * n_vocab;
+  double num = 0, den = 0;
+  for (int32_t i = 0; i < n_vocab; ++i) {
+    num += (got[i] - want[i]) * static_cast<double>(got[i] - want[i]);
+    den += want[i] * static_cast<double>(want[i]);
+  }
+  const double rel = std::sqrt(num / den);
+  EXPECT_LE(rel, tol.rel_l2) << "relative L2 error of the last logits";
+  std::printf("%s.%s: relative L2 error %.3g\n", rc.model.c_str(), rc.prompt.c_str(), rel);
+
+  // Teacher-forced greedy decode, one token at a time.
+  auto greedy = ref["greedy"];
+  std::vector<float> logits(got, got + n_vocab);
+  for (size_t i = 0; i < greedy.size(); ++i) {
+    int32_t want_tok = greedy[i][0];
+    double margin = greedy[i][1];
+    if (margin > tol.margin) EXPECT_EQ(runtime::argmax(logits.data(), n_vocab), want_tok) << "greedy step " << i;
+    const int32_t one[1] = {want_tok};
+    const float* l = s.eval(one);
+    logits.assign(l, l + n_vocab);
+  }
+}
+
+std::vector<RefCase> all_cases() {
+  std::vector<RefCase> cases;
+  for (const auto& e : std::filesystem::directory_iterator(repo_path("tests/data/ref"))) {
+    std::string name = e.path().filename().string();
+    if (!name.ends_with(".json")) continue;
+    std::string stem = name.substr(0, name.size() - 5);
+    auto dot = stem.rfind('.');
+    cases.push_back({stem.substr(0, dot), stem.substr(dot + 1)});
+  }
+  std::sort(cases.begin(), cases.end(), [](const RefCase& a, const RefCase& b) {
+    return a.model + a.prompt < b.model + b.prompt;
+  });
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(AllModels, Reference, ::testing::ValuesIn(all_cases()),
+                         [](const ::testing::TestParamInfo<RefCase>& info) {
+                           std::string n = info.param.model + "_" + info.param.prompt;
+                           for (char& c : n)
+                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+                           return n;
+                         });
+
+}  // namespace
+}  // namespace quarrel
