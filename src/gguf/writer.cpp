@@ -1,5 +1,6 @@
 #include "gguf/writer.h"
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 
@@ -105,40 +106,70 @@ void Writer::set_value(std::string_view key, const Value& v) {
 
 void Writer::add_tensor(std::string_view name, tensor::DType type, std::span<const int64_t> ne,
                         std::span<const uint8_t> data) {
-  tensors_.push_back({std::string(name), type, {ne.begin(), ne.end()}, {data.begin(), data.end()}});
+  tensors_.push_back({std::string(name), type, {ne.begin(), ne.end()}, {data.begin(), data.end()}, {}, data.size()});
 }
 
-std::vector<uint8_t> Writer::to_bytes() const {
-  std::vector<uint8_t> out;
-  put<uint32_t>(out, 0x46554747);
-  put<uint32_t>(out, 3);
-  put<uint64_t>(out, tensors_.size());
-  put<uint64_t>(out, n_kv_);
-  out.insert(out.end(), kv_bytes_.begin(), kv_bytes_.end());
+void Writer::add_tensor_rows(std::string_view name, tensor::DType type, std::span<const int64_t> ne, RowFill fill) {
+  int64_t rows = 1;
+  for (size_t i = 1; i < ne.size(); ++i) rows *= ne[i];
+  const uint64_t bytes = static_cast<uint64_t>(tensor::row_bytes(type, ne[0]) * rows);
+  tensors_.push_back({std::string(name), type, {ne.begin(), ne.end()}, {}, std::move(fill), bytes});
+}
+
+void Writer::emit(const std::function<void(const uint8_t*, size_t)>& out) const {
+  std::vector<uint8_t> head;
+  put<uint32_t>(head, 0x46554747);
+  put<uint32_t>(head, 3);
+  put<uint64_t>(head, tensors_.size());
+  put<uint64_t>(head, n_kv_);
+  head.insert(head.end(), kv_bytes_.begin(), kv_bytes_.end());
   auto align = [&](uint64_t x) { return (x + alignment_ - 1) / alignment_ * alignment_; };
   uint64_t offset = 0;
   for (const auto& t : tensors_) {
-    put_string(out, t.name);
-    put<uint32_t>(out, static_cast<uint32_t>(t.ne.size()));
-    for (int64_t d : t.ne) put<uint64_t>(out, static_cast<uint64_t>(d));
-    put<uint32_t>(out, static_cast<uint32_t>(t.type));
-    put<uint64_t>(out, offset);
-    offset = align(offset + t.data.size());
+    put_string(head, t.name);
+    put<uint32_t>(head, static_cast<uint32_t>(t.ne.size()));
+    for (int64_t d : t.ne) put<uint64_t>(head, static_cast<uint64_t>(d));
+    put<uint32_t>(head, static_cast<uint32_t>(t.type));
+    put<uint64_t>(head, offset);
+    offset = align(offset + t.n_bytes);
   }
-  out.resize(align(out.size()), 0);
+  head.resize(align(head.size()), 0);
+  out(head.data(), head.size());
+  const std::vector<uint8_t> zeros(alignment_, 0);
+  std::vector<uint8_t> row;
   for (const auto& t : tensors_) {
-    out.insert(out.end(), t.data.begin(), t.data.end());
-    out.resize(align(out.size()), 0);
+    if (t.fill) {
+      const int64_t rb = tensor::row_bytes(t.type, t.ne[0]);
+      const int64_t rows = static_cast<int64_t>(t.n_bytes) / rb;
+      row.resize(rb);
+      for (int64_t r = 0; r < rows; ++r) {
+        t.fill(r, row.data());
+        out(row.data(), row.size());
+      }
+    } else {
+      out(t.data.data(), t.data.size());
+    }
+    out(zeros.data(), align(t.n_bytes) - t.n_bytes);
   }
-  return out;
+}
+
+std::vector<uint8_t> Writer::to_bytes() const {
+  std::vector<uint8_t> bytes;
+  emit([&](const uint8_t* p, size_t n) { bytes.insert(bytes.end(), p, p + n); });
+  return bytes;
 }
 
 void Writer::write(const std::string& path) const {
-  std::vector<uint8_t> bytes = to_bytes();
   FILE* f = std::fopen(path.c_str(), "wb");
   if (!f) fail("cannot create '{}': {}", path, std::strerror(errno));
-  size_t n = std::fwrite(bytes.data(), 1, bytes.size(), f);
-  if (std::fclose(f) != 0 || n != bytes.size()) fail("cannot write '{}'", path);
+  bool ok = true;
+  try {
+    emit([&](const uint8_t* p, size_t n) { ok = ok && std::fwrite(p, 1, n, f) == n; });
+  } catch (...) {
+    std::fclose(f);
+    throw;
+  }
+  if (std::fclose(f) != 0 || !ok) fail("cannot write '{}'", path);
 }
 
 }  // namespace quarrel::gguf

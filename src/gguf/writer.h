@@ -3,6 +3,7 @@
 // added, then tensor infos, then aligned tensor data. Used by `quarrel synth`,
 // `quarrel quantize` and by the tests that build corrupt files.
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -31,6 +32,11 @@ class Writer {
   // ne[0] is the row length. data must hold exactly the tensor's bytes.
   void add_tensor(std::string_view name, tensor::DType type, std::span<const int64_t> ne,
                   std::span<const uint8_t> data);
+  // A tensor whose bytes are produced only while writing, row by row, so a
+  // multi-gigabyte model never has to sit in memory. fill(row, dst) writes
+  // row `row` (ne[0] elements of type) to dst.
+  using RowFill = std::function<void(int64_t row, uint8_t* dst)>;
+  void add_tensor_rows(std::string_view name, tensor::DType type, std::span<const int64_t> ne, RowFill fill);
 
   std::vector<uint8_t> to_bytes() const;
   void write(const std::string& path) const;  // throws quarrel::Error on I/O failure
@@ -41,8 +47,11 @@ class Writer {
     std::string name;
     tensor::DType type;
     std::vector<int64_t> ne;
-    std::vector<uint8_t> data;
+    std::vector<uint8_t> data;  // empty when fill is set
+    RowFill fill;
+    uint64_t n_bytes = 0;
   };
+  void emit(const std::function<void(const uint8_t*, size_t)>& out) const;
   uint32_t alignment_;
   uint64_t n_kv_ = 0;
   std::vector<uint8_t> kv_bytes_;
