@@ -8,7 +8,7 @@ MODEL     ?= models/kjv-7m-q8_0.gguf
 PROMPT    ?= And God said
 CMAKE_ARGS ?=
 
-.PHONY: all deps build run test test-unit test-asan fuzz bench clean
+.PHONY: all deps build run test test-unit test-asan test-server fuzz bench clean
 
 all: build
 
@@ -35,7 +35,13 @@ test-asan: deps
 	cd $(ASAN) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure -j $(JOBS) --timeout 1200
 
-test: test-unit test-asan
+# The server end to end and under load: the real `quarrel serve` on loopback,
+# driven by the official OpenAI client pinned in tests/server/package-lock.json.
+test-server: build
+	cd tests/server && npm ci --no-audit --no-fund
+	cd tests/server && QUARREL_BIN=$(abspath $(BUILD))/quarrel node --test --test-concurrency=1 e2e.test.mjs load.test.mjs
+
+test: test-unit test-asan test-server
 
 # libFuzzer targets, each run for FUZZ_SECS seconds.
 fuzz: deps

@@ -22,6 +22,7 @@
 #include "tensor/quants.h"
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -202,9 +203,14 @@ __attribute__((target("f16c"))) uint16_t f16c_from_float(float f) {
 }
 __attribute__((target("f16c"))) float f16c_to_float(uint16_t h) { return _cvtsh_ss(h); }
 
+bool cpu_has_f16c() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
+}
+
 // The portable code must agree bit for bit with the instruction ggml uses.
 TEST(Fp16, MatchesF16C) {
-  if (!__builtin_cpu_supports("f16c")) GTEST_SKIP() << "no F16C on this CPU";
+  if (!cpu_has_f16c()) GTEST_SKIP() << "no F16C on this CPU";
   for (uint32_t i = 0; i < 65536; ++i) {
     const auto h = static_cast<uint16_t>(i);
     ASSERT_EQ(std::bit_cast<uint32_t>(fp16_to_fp32(h)), std::bit_cast<uint32_t>(f16c_to_float(h))) << std::hex << i;
@@ -327,6 +333,12 @@ TEST(Quants, Q8ActivationsRoundTiesToEven) {
   EXPECT_EQ(std::memcmp(q8_1.qs, q8_0.qs, 32), 0);
   EXPECT_EQ(q8_1.d, 0x3c00);
   EXPECT_EQ(q8_1.s, fp32_to_fp16(127.0f));  // 127 + 2 - 4 + 2
+
+  // s comes from the float d = 90 / 127, not from its F16 rounding (which
+  // would give 0x675f here). Value checked against ggml's AVX2 quantizer.
+  std::vector<float> r(32);
+  for (int j = 0; j < 32; ++j) r[j] = 90.0f - 2.0f * float(j);
+  EXPECT_EQ(bytes_as<BlockQ8_1>(quantized(DType::Q8_1, r)).s, 0x6760);
 
   // Q8_K: the signed extreme maps to -127, so d carries the sign.
   std::vector<float> k(256, 0.0f);

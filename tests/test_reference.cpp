@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -23,6 +24,7 @@ using test::repo_path;
 struct RefCase {
   std::string model;   // file stem
   std::string prompt;  // ref name
+  runtime::BackendKind backend = runtime::BackendKind::Cpu;
 };
 
 std::string model_file(const std::string& stem) {
@@ -46,6 +48,7 @@ class Reference : public ::testing::TestWithParam<RefCase> {};
 
 TEST_P(Reference, MatchesLlamaCpp) {
   const RefCase& rc = GetParam();
+  if (rc.backend == runtime::BackendKind::Cuda && !runtime::cuda_available()) GTEST_SKIP() << "no CUDA device present";
   const std::string base = repo_path("tests/data/ref/" + rc.model + "." + rc.prompt);
   std::ifstream in(base + ".json");
   ASSERT_TRUE(in) << base;
@@ -58,7 +61,7 @@ TEST_P(Reference, MatchesLlamaCpp) {
   runtime::BackendOptions bo;
   bo.n_threads = 2;
   bo.n_ctx = 256;
-  auto backend = runtime::make_backend(runtime::BackendKind::Cpu, *m, bo);
+  auto backend = runtime::make_backend(rc.backend, *m, bo);
   runtime::Session s(*backend, m->config);
 
   const float* all = s.eval(prompt, /*all_logits=*/true);
@@ -87,7 +90,8 @@ TEST_P(Reference, MatchesLlamaCpp) {
   }
   const double rel = std::sqrt(num / den);
   EXPECT_LE(rel, tol.rel_l2) << "relative L2 error of the last logits";
-  std::printf("%s.%s: relative L2 error %.3g\n", rc.model.c_str(), rc.prompt.c_str(), rel);
+  std::printf("%s.%s (%s): relative L2 error %.3g\n", rc.model.c_str(), rc.prompt.c_str(),
+              backend->name().c_str(), rel);
 
   // Teacher-forced greedy decode, one token at a time.
   auto greedy = ref["greedy"];
@@ -109,17 +113,21 @@ std::vector<RefCase> all_cases() {
     if (!name.ends_with(".json")) continue;
     std::string stem = name.substr(0, name.size() - 5);
     auto dot = stem.rfind('.');
-    cases.push_back({stem.substr(0, dot), stem.substr(dot + 1)});
+    cases.push_back({stem.substr(0, dot), stem.substr(dot + 1), runtime::BackendKind::Cpu});
+#if defined(QUARREL_HAVE_CUDA)
+    cases.push_back({stem.substr(0, dot), stem.substr(dot + 1), runtime::BackendKind::Cuda});
+#endif
   }
   std::sort(cases.begin(), cases.end(), [](const RefCase& a, const RefCase& b) {
-    return a.model + a.prompt < b.model + b.prompt;
+    return std::tie(a.model, a.prompt, a.backend) < std::tie(b.model, b.prompt, b.backend);
   });
   return cases;
 }
 
 INSTANTIATE_TEST_SUITE_P(AllModels, Reference, ::testing::ValuesIn(all_cases()),
                          [](const ::testing::TestParamInfo<RefCase>& info) {
-                           std::string n = info.param.model + "_" + info.param.prompt;
+                           std::string n = info.param.model + "_" + info.param.prompt +
+                                           (info.param.backend == runtime::BackendKind::Cuda ? "_cuda" : "_cpu");
                            for (char& c : n)
                              if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
                            return n;

@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <stdexcept>
 
 namespace quarrel::test {
@@ -20,6 +21,13 @@ int run_cli(const std::string& args, std::string* output) {
   int status = pclose(p);
   if (output) *output = out;
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string repo_path(const std::string& rel) {
+  static const std::string root = std::filesystem::exists(QUARREL_SOURCE_DIR "/CMakeLists.txt")
+                                      ? std::string(QUARREL_SOURCE_DIR)
+                                      : std::filesystem::current_path().string();
+  return root + "/" + rel;
 }
 
 std::string make_temp_dir() {

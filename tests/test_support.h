@@ -5,7 +5,9 @@
 namespace quarrel::test {
 
 // Path of a file in the repository, e.g. repo_path("tests/data/models/tiny-f32.gguf").
-inline std::string repo_path(const std::string& rel) { return std::string(QUARREL_SOURCE_DIR) + "/" + rel; }
+// A test binary run from another copy of the repo (the GPU machine) finds the
+// data from its working directory.
+std::string repo_path(const std::string& rel);
 
 // Runs the quarrel CLI with args (a shell-quoted string); captures stdout and
 // stderr together. Returns the exit status.

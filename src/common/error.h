@@ -5,8 +5,6 @@
 #include <stdexcept>
 #include <string>
 
-#include <fmt/format.h>
-
 namespace quarrel {
 
 class Error : public std::runtime_error {
@@ -14,10 +12,26 @@ class Error : public std::runtime_error {
   explicit Error(const std::string& what) : std::runtime_error(what) {}
 };
 
+[[noreturn]] inline void fail_message(const std::string& message) { throw Error(message); }
+
+}  // namespace quarrel
+
+// nvcc cannot evaluate fmt's compile-time format checks, so CUDA files use
+// fail_message() and the rest of the code uses fail().
+#if !defined(__CUDACC__)
+#include <fmt/format.h>
+
+namespace quarrel {
+
 template <typename... Args>
 [[noreturn]] void fail(fmt::format_string<Args...> f, Args&&... args) {
   throw Error(fmt::format(f, std::forward<Args>(args)...));
 }
+
+}  // namespace quarrel
+#endif
+
+namespace quarrel {
 
 // Runs fn; if it throws quarrel::Error, rethrows with "context: " in front.
 template <typename Fn>

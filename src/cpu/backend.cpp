@@ -20,19 +20,51 @@ namespace {
 using runtime::BatchEntry;
 using tensor::DType;
 
+// Up to this many activation elements (tokens x row width), every thread
+// converts a matmul's whole input itself instead of sharing the work and
+// meeting at a barrier: duplicating a few microseconds of work is cheaper than
+// one barrier, and decode then needs five barriers per layer.
+constexpr int64_t kPrivateElems = 32768;
+
 class CpuBackend final : public runtime::Backend {
  public:
   CpuBackend(const model::Model& m, runtime::BackendOptions opts);
   std::string name() const override;
   const runtime::BackendOptions& options() const override { return opts_; }
+  const model::Config& config() const override { return c_; }
   void forward(std::span<const BatchEntry> batch, float* logits) override;
   int64_t bytes_per_token(int64_t n_past) const override;
+  double barrier_wait_seconds() const { return pool_.wait_seconds(); }
 
  private:
+  // An activation matrix ready for matmuls with one weight type: T rows of
+  // `stride` bytes in vec_dot_type.
+  struct Act {
+    const uint8_t* data;
+    int64_t stride;
+  };
+
   void forward_thread(int ith, int nth);
-  // Converts T rows of n floats (stride n) into act_ in type vt, split over threads.
-  const uint8_t* quantize_rows(const float* x, int64_t T, int64_t n, DType vt, int ith, int nth);
-  void matmul(const tensor::View& w, const float* x, int64_t T, float* out, int64_t out_stride, int ith, int nth);
+  void attention_block(int64_t il, int ith, int nth);
+  void ffn_block(int64_t il, int ith, int nth);
+  // Optionally RMS-normalizes (norm non-empty) and converts T rows of n floats
+  // (row stride xs) to vt. Small inputs are converted by every thread into
+  // its own buffer; large ones are split across threads, with a barrier.
+  Act activations(const float* x, int64_t xs, int64_t T, int64_t n, const tensor::View& norm, DType vt, int ith,
+                  int nth);
+  // The activations last converted, and their format.
+  struct ActCache {
+    Act act;
+    DType type;
+  };
+  // cur.act if it is already in the format weights of type wt want; otherwise
+  // converts again (after a barrier when the shared buffer is in use).
+  Act reconvert(ActCache& cur, const float* x, int64_t xs, int64_t T, int64_t n, const tensor::View& norm, DType wt,
+                int ith, int nth);
+  void matmul(const tensor::View& w, Act a, int64_t T, int64_t r0, int64_t r1, float* out, int64_t out_stride) const;
+  // x[t][r0..r1) += proj[t][r0..r1): each thread adds the rows it computed.
+  void add_rows(int64_t T, int64_t r0, int64_t r1);
+
   float* k_cache(int64_t layer, int64_t seq, int64_t pos) {
     return k_cache_.data() + ((layer * opts_.n_seq + seq) * opts_.n_ctx + pos) * c_.kv_dim();
   }
@@ -44,15 +76,18 @@ class CpuBackend final : public runtime::Backend {
   const model::Weights& w_;
   runtime::BackendOptions opts_;
   const Kernels& kern_;
-  ThreadPool pool_;
+  mutable ThreadPool pool_;
 
   // KV cache, F32 like the llama.cpp reference runs: [layer][seq][pos][kv_dim].
   std::vector<float> k_cache_, v_cache_;
   // Scratch for one batch, sized at load for n_batch tokens.
-  std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_;
+  std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, proj_;
   std::vector<float> rope_cos_, rope_sin_;  // [n_batch][n_rot / 2]
-  std::vector<float> scores_;               // [n_threads][n_ctx]
-  std::vector<uint8_t> act_;                // quantized activations
+  std::vector<float> scores_;               // [n_threads][gqa_ratio * n_ctx]
+  std::vector<uint8_t> act_;                // shared converted activations
+  std::vector<float> priv_x_;               // [n_threads][kPrivateElems]
+  std::vector<uint8_t> priv_act_;           // [n_threads][priv_act_bytes_]
+  int64_t priv_act_bytes_ = 0;
   std::vector<int32_t> out_rows_;           // batch rows that want logits
 
   // The batch being run.
@@ -75,10 +110,16 @@ CpuBackend::CpuBackend(const model::Model& m, runtime::BackendOptions opts)
   attn_.resize(B * c_.q_dim());
   gate_.resize(B * c_.n_ff);
   up_.resize(B * c_.n_ff);
+  proj_.resize(B * c_.n_embd);
   rope_cos_.resize(B * c_.n_rot / 2);
   rope_sin_.resize(B * c_.n_rot / 2);
-  scores_.resize(static_cast<size_t>(pool_.size()) * opts_.n_ctx);
-  act_.resize(B * wide * sizeof(float) + 64);  // F32 is the widest activation format
+  scores_.resize(static_cast<size_t>(pool_.size()) * c_.gqa_ratio() * opts_.n_ctx);
+  // F32 is the widest activation format; 64 bytes of slack per row keep any
+  // block format's rows in bounds.
+  act_.resize(B * (wide * sizeof(float) + 64));
+  priv_x_.resize(static_cast<size_t>(pool_.size()) * kPrivateElems);
+  priv_act_bytes_ = kPrivateElems * static_cast<int64_t>(sizeof(float)) + 64 * B;
+  priv_act_.resize(static_cast<size_t>(pool_.size()) * priv_act_bytes_);
   out_rows_.reserve(B);
 }
 
@@ -94,31 +135,54 @@ int64_t CpuBackend::bytes_per_token(int64_t n_past) const {
   return bytes;
 }
 
-const uint8_t* CpuBackend::quantize_rows(const float* x, int64_t T, int64_t n, DType vt, int ith, int nth) {
-  const auto& info = tensor::dtype_info(vt);
-  const int64_t nb = n / info.block_size;
-  const int64_t row = nb * info.type_size;
-  auto [b0, b1] = split_range(T * nb, ith, nth);
-  QuantizeFn q = kern_.quantize[dtype_index(vt)];
-  for (int64_t b = b0; b < b1;) {
-    int64_t t = b / nb, jb = b % nb;
-    int64_t run = std::min(nb - jb, b1 - b);
-    q(x + t * n + jb * info.block_size, act_.data() + t * row + jb * info.type_size, run * info.block_size);
-    b += run;
+CpuBackend::Act CpuBackend::activations(const float* x, int64_t xs, int64_t T, int64_t n, const tensor::View& norm,
+                                        DType vt, int ith, int nth) {
+  const int64_t row = tensor::row_bytes(vt, n);
+  const QuantizeFn quantize = kern_.quantize[dtype_index(vt)];
+  const float* nw = norm.empty() ? nullptr : reinterpret_cast<const float*>(norm.data);
+  if (T * n <= kPrivateElems) {
+    float* tmp = priv_x_.data() + static_cast<int64_t>(ith) * kPrivateElems;
+    uint8_t* dst = priv_act_.data() + ith * priv_act_bytes_;
+    for (int64_t t = 0; t < T; ++t) {
+      const float* src = x + t * xs;
+      if (nw) {
+        kern_.rms_norm(src, nw, c_.rms_eps, n, tmp);
+        src = tmp;
+      }
+      quantize(src, dst + t * row, n);
+    }
+    return {dst, row};
   }
-  return act_.data();
+  for (int64_t t = ith; t < T; t += nth) {
+    const float* src = x + t * xs;
+    if (nw) {
+      kern_.rms_norm(src, nw, c_.rms_eps, n, xn_.data() + t * n);
+      src = xn_.data() + t * n;
+    }
+    quantize(src, act_.data() + t * row, n);
+  }
+  pool_.barrier();
+  return {act_.data(), row};
 }
 
-void CpuBackend::matmul(const tensor::View& w, const float* x, int64_t T, float* out, int64_t out_stride,
-                        int ith, int nth) {
-  const DType vt = tensor::vec_dot_type(w.type);
-  const uint8_t* a = quantize_rows(x, T, w.cols, vt, ith, nth);
-  pool_.barrier();
-  auto [r0, r1] = split_range(w.rows, ith, nth);
-  if (r1 > r0)
-    kern_.matmul[dtype_index(w.type)](w.data, w.row_stride, r0, r1, w.cols, a, tensor::row_bytes(vt, w.cols), T, out,
-                                   out_stride);
-  pool_.barrier();
+CpuBackend::Act CpuBackend::reconvert(ActCache& cur, const float* x, int64_t xs, int64_t T, int64_t n,
+                                      const tensor::View& norm, DType wt, int ith, int nth) {
+  const DType vt = tensor::vec_dot_type(wt);
+  if (vt == cur.type) return cur.act;
+  if (T * n > kPrivateElems) pool_.barrier();  // other threads may still read the shared buffer
+  cur = {activations(x, xs, T, n, norm, vt, ith, nth), vt};
+  return cur.act;
+}
+
+void CpuBackend::matmul(const tensor::View& w, Act a, int64_t T, int64_t r0, int64_t r1, float* out,
+                        int64_t out_stride) const {
+  if (r1 <= r0) return;
+  kern_.matmul[dtype_index(w.type)](w.data, w.row_stride, r0, r1, w.cols, a.data, a.stride, T, out, out_stride);
+}
+
+void CpuBackend::add_rows(int64_t T, int64_t r0, int64_t r1) {
+  const int64_t E = c_.n_embd;
+  for (int64_t t = 0; t < T; ++t) kern_.add_f32(x_.data() + t * E + r0, proj_.data() + t * E + r0, r1 - r0);
 }
 
 void CpuBackend::forward(std::span<const BatchEntry> batch, float* logits) {
@@ -131,9 +195,120 @@ void CpuBackend::forward(std::span<const BatchEntry> batch, float* logits) {
   pool_.run([this](int ith, int nth) { forward_thread(ith, nth); });
 }
 
+// Q, K and V, split across threads by whole heads so that each thread can
+// finish its own heads (bias, QK-norm, RoPE, KV-cache write) without waiting;
+// then attention, then the output projection added into the residual.
+void CpuBackend::attention_block(int64_t il, int ith, int nth) {
+  const model::LayerWeights& L = w_.layers[il];
+  const int64_t T = static_cast<int64_t>(batch_.size());
+  const int64_t E = c_.n_embd, QD = c_.q_dim(), KVD = c_.kv_dim(), HD = c_.head_dim;
+  const int64_t NH = c_.n_head, NKV = c_.n_head_kv, half = c_.n_rot / 2;
+
+  const Act a = activations(x_.data(), E, T, E, L.attn_norm, tensor::vec_dot_type(L.wq.type), ith, nth);
+  auto [h0, h1] = split_range(NH + 2 * NKV, ith, nth);
+  const int64_t q0 = std::clamp<int64_t>(h0, 0, NH), q1 = std::clamp<int64_t>(h1, 0, NH);
+  const int64_t k0 = std::clamp<int64_t>(h0 - NH, 0, NKV), k1 = std::clamp<int64_t>(h1 - NH, 0, NKV);
+  const int64_t v0 = std::clamp<int64_t>(h0 - NH - NKV, 0, NKV), v1 = std::clamp<int64_t>(h1 - NH - NKV, 0, NKV);
+  matmul(L.wq, a, T, q0 * HD, q1 * HD, q_.data(), QD);
+  // K and V may want another activation format than Q (mixed quantizations).
+  ActCache cur{a, tensor::vec_dot_type(L.wq.type)};
+  auto run = [&](const tensor::View& w, int64_t r0, int64_t r1, float* out, int64_t os) {
+    matmul(w, reconvert(cur, x_.data(), E, T, E, L.attn_norm, w.type, ith, nth), T, r0, r1, out, os);
+  };
+  run(L.wk, k0 * HD, k1 * HD, k_.data(), KVD);
+  run(L.wv, v0 * HD, v1 * HD, v_.data(), KVD);
+
+  const float* bq = L.bq.empty() ? nullptr : reinterpret_cast<const float*>(L.bq.data);
+  const float* bk = L.bk.empty() ? nullptr : reinterpret_cast<const float*>(L.bk.data);
+  const float* bv = L.bv.empty() ? nullptr : reinterpret_cast<const float*>(L.bv.data);
+  const float* qn = L.q_norm.empty() ? nullptr : reinterpret_cast<const float*>(L.q_norm.data);
+  const float* kn = L.k_norm.empty() ? nullptr : reinterpret_cast<const float*>(L.k_norm.data);
+  for (int64_t t = 0; t < T; ++t) {
+    const float* cs = rope_cos_.data() + t * half;
+    const float* sn = rope_sin_.data() + t * half;
+    for (int64_t h = q0; h < q1; ++h) {
+      float* v = q_.data() + t * QD + h * HD;
+      if (bq) kern_.add_f32(v, bq + h * HD, HD);
+      if (qn) kern_.rms_norm(v, qn, c_.rms_eps, HD, v);
+      kern_.rope_apply(v, cs, sn, half, c_.arch.rope_neox);
+    }
+    float* kc = k_cache(il, batch_[t].seq, batch_[t].pos);
+    float* vc = v_cache(il, batch_[t].seq, batch_[t].pos);
+    for (int64_t h = k0; h < k1; ++h) {
+      float* v = k_.data() + t * KVD + h * HD;
+      if (bk) kern_.add_f32(v, bk + h * HD, HD);
+      if (kn) kern_.rms_norm(v, kn, c_.rms_eps, HD, v);
+      kern_.rope_apply(v, cs, sn, half, c_.arch.rope_neox);
+      std::copy_n(v, HD, kc + h * HD);
+    }
+    for (int64_t h = v0; h < v1; ++h) {
+      float* v = v_.data() + t * KVD + h * HD;
+      if (bv) kern_.add_f32(v, bv + h * HD, HD);
+      std::copy_n(v, HD, vc + h * HD);
+    }
+  }
+  pool_.barrier();
+
+  // Each (token, query head) attends to positions 0..pos of its sequence;
+  // neighbouring heads that share a KV head go to the kernel together.
+  const int64_t G = c_.gqa_ratio();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
+  float* scores = scores_.data() + static_cast<int64_t>(ith) * G * opts_.n_ctx;
+  auto [i0, i1] = split_range(T * NH, ith, nth);
+  for (int64_t i = i0; i < i1;) {
+    const int64_t t = i / NH, h = i % NH, kvh = h / G;
+    const int64_t n_q = std::min(i1 - i, (kvh + 1) * G - h);
+    const BatchEntry& e = batch_[t];
+    AttendArgs args;
+    args.q = q_.data() + t * QD + h * HD;
+    args.n_q = n_q;
+    args.q_stride = HD;
+    args.k = k_cache(il, e.seq, 0) + kvh * HD;
+    args.v = v_cache(il, e.seq, 0) + kvh * HD;
+    args.kv_stride = KVD;
+    args.n_pos = e.pos + 1;
+    args.head_dim = HD;
+    args.scale = scale;
+    args.scores = scores;
+    args.out = attn_.data() + t * QD + h * HD;
+    args.out_stride = HD;
+    kern_.attend(args);
+    i += n_q;
+  }
+  pool_.barrier();
+
+  const Act ao = activations(attn_.data(), QD, T, QD, {}, tensor::vec_dot_type(L.wo.type), ith, nth);
+  auto [r0, r1] = split_range(E, ith, nth);
+  matmul(L.wo, ao, T, r0, r1, proj_.data(), E);
+  add_rows(T, r0, r1);
+  pool_.barrier();
+}
+
+// SwiGLU: each thread computes the same rows of gate and up and applies the
+// SiLU product to them while they are in cache; then the down projection.
+void CpuBackend::ffn_block(int64_t il, int ith, int nth) {
+  const model::LayerWeights& L = w_.layers[il];
+  const int64_t T = static_cast<int64_t>(batch_.size());
+  const int64_t E = c_.n_embd, FF = c_.n_ff;
+
+  const Act a = activations(x_.data(), E, T, E, L.ffn_norm, tensor::vec_dot_type(L.w_gate.type), ith, nth);
+  auto [f0, f1] = split_range(FF, ith, nth);
+  matmul(L.w_gate, a, T, f0, f1, gate_.data(), FF);
+  ActCache cur{a, tensor::vec_dot_type(L.w_gate.type)};
+  matmul(L.w_up, reconvert(cur, x_.data(), E, T, E, L.ffn_norm, L.w_up.type, ith, nth), T, f0, f1, up_.data(), FF);
+  for (int64_t t = 0; t < T; ++t) kern_.swiglu(gate_.data() + t * FF + f0, up_.data() + t * FF + f0, f1 - f0);
+  pool_.barrier();
+
+  const Act ad = activations(gate_.data(), FF, T, FF, {}, tensor::vec_dot_type(L.w_down.type), ith, nth);
+  auto [r0, r1] = split_range(E, ith, nth);
+  matmul(L.w_down, ad, T, r0, r1, proj_.data(), E);
+  add_rows(T, r0, r1);
+  pool_.barrier();
+}
+
 void CpuBackend::forward_thread(int ith, int nth) {
   const int64_t T = static_cast<int64_t>(batch_.size());
-  const int64_t E = c_.n_embd, QD = c_.q_dim(), KVD = c_.kv_dim(), HD = c_.head_dim, FF = c_.n_ff;
+  const int64_t E = c_.n_embd;
   const int64_t half = c_.n_rot / 2;
   const float* freq_factors = w_.rope_freqs.empty() ? nullptr : reinterpret_cast<const float*>(w_.rope_freqs.data);
 
@@ -146,70 +321,25 @@ void CpuBackend::forward_thread(int ith, int nth) {
   pool_.barrier();
 
   for (int64_t il = 0; il < c_.n_layer; ++il) {
-    const model::LayerWeights& L = w_.layers[il];
-    for (int64_t t = ith; t < T; t += nth)
-      rms_norm(x_.data() + t * E, L.attn_norm, c_.rms_eps, E, xn_.data() + t * E);
-    pool_.barrier();
-    matmul(L.wq, xn_.data(), T, q_.data(), QD, ith, nth);
-    matmul(L.wk, xn_.data(), T, k_.data(), KVD, ith, nth);
-    matmul(L.wv, xn_.data(), T, v_.data(), KVD, ith, nth);
-
-    // Bias, QK-norm and RoPE per (token, head); then the new K/V go to the cache.
-    const int64_t heads = c_.n_head + c_.n_head_kv;
-    for (int64_t i = ith; i < T * heads; i += nth) {
-      int64_t t = i / heads, h = i % heads;
-      bool is_q = h < c_.n_head;
-      float* v = is_q ? q_.data() + t * QD + h * HD : k_.data() + t * KVD + (h - c_.n_head) * HD;
-      const tensor::View& bias = is_q ? L.bq : L.bk;
-      if (!bias.empty()) add_bias(v, reinterpret_cast<const float*>(bias.data) + (is_q ? h : h - c_.n_head) * HD, HD);
-      const tensor::View& qk_norm = is_q ? L.q_norm : L.k_norm;
-      if (!qk_norm.empty()) rms_norm(v, qk_norm, c_.rms_eps, HD, v);
-      rope_apply(v, rope_cos_.data() + t * half, rope_sin_.data() + t * half, half, c_.arch.rope_neox);
-    }
-    for (int64_t t = ith; t < T; t += nth) {
-      if (!L.bv.empty()) add_bias(v_.data() + t * KVD, reinterpret_cast<const float*>(L.bv.data), KVD);
-    }
-    pool_.barrier();
-    for (int64_t t = ith; t < T; t += nth) {
-      std::copy_n(k_.data() + t * KVD, KVD, k_cache(il, batch_[t].seq, batch_[t].pos));
-      std::copy_n(v_.data() + t * KVD, KVD, v_cache(il, batch_[t].seq, batch_[t].pos));
-    }
-    pool_.barrier();
-
-    // Attention: each (token, head) attends to positions 0..pos of its sequence.
-    const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
-    float* scores = scores_.data() + static_cast<int64_t>(ith) * opts_.n_ctx;
-    for (int64_t i = ith; i < T * c_.n_head; i += nth) {
-      int64_t t = i / c_.n_head, h = i % c_.n_head, kvh = h / c_.gqa_ratio();
-      const BatchEntry& e = batch_[t];
-      attend(q_.data() + t * QD + h * HD, k_cache(il, e.seq, 0) + kvh * HD, v_cache(il, e.seq, 0) + kvh * HD, KVD,
-             e.pos + 1, HD, scale, scores, attn_.data() + t * QD + h * HD, kern_);
-    }
-    pool_.barrier();
-    matmul(L.wo, attn_.data(), T, xn_.data(), E, ith, nth);
-    for (int64_t t = ith; t < T; t += nth) add_bias(x_.data() + t * E, xn_.data() + t * E, E);
-    pool_.barrier();
-
-    // Feed-forward: SwiGLU.
-    for (int64_t t = ith; t < T; t += nth)
-      rms_norm(x_.data() + t * E, L.ffn_norm, c_.rms_eps, E, xn_.data() + t * E);
-    pool_.barrier();
-    matmul(L.w_gate, xn_.data(), T, gate_.data(), FF, ith, nth);
-    matmul(L.w_up, xn_.data(), T, up_.data(), FF, ith, nth);
-    for (int64_t t = ith; t < T; t += nth) swiglu(gate_.data() + t * FF, up_.data() + t * FF, FF);
-    pool_.barrier();
-    matmul(L.w_down, gate_.data(), T, xn_.data(), E, ith, nth);
-    for (int64_t t = ith; t < T; t += nth) add_bias(x_.data() + t * E, xn_.data() + t * E, E);
-    pool_.barrier();
+    attention_block(il, ith, nth);
+    ffn_block(il, ith, nth);
   }
 
   // Output head for the rows that want logits.
   const int64_t n_out = static_cast<int64_t>(out_rows_.size());
   if (n_out == 0) return;
-  for (int64_t i = ith; i < n_out; i += nth)
-    rms_norm(x_.data() + out_rows_[i] * E, w_.output_norm, c_.rms_eps, E, xn_.data() + i * E);
-  pool_.barrier();
-  matmul(w_.output, xn_.data(), n_out, logits_, c_.n_vocab, ith, nth);
+  // Gather the rows first when they are not simply the last n_out rows.
+  const float* src = x_.data() + (T - n_out) * E;
+  bool tail = true;
+  for (int64_t i = 0; i < n_out; ++i) tail = tail && out_rows_[i] == T - n_out + i;
+  if (!tail) {
+    for (int64_t i = ith; i < n_out; i += nth) std::copy_n(x_.data() + out_rows_[i] * E, E, proj_.data() + i * E);
+    pool_.barrier();
+    src = proj_.data();
+  }
+  const Act a = activations(src, E, n_out, E, w_.output_norm, tensor::vec_dot_type(w_.output.type), ith, nth);
+  auto [r0, r1] = split_range(c_.n_vocab, ith, nth);
+  matmul(w_.output, a, n_out, r0, r1, logits_, c_.n_vocab);
 }
 
 }  // namespace
@@ -233,6 +363,11 @@ std::unique_ptr<runtime::Backend> make_backend(const model::Model& m, runtime::B
   if (opts.n_threads <= 0) opts.n_threads = physical_cores();
   if (opts.n_threads > 256) fail("--threads {} is out of range (1..256)", opts.n_threads);
   return std::make_unique<CpuBackend>(m, opts);
+}
+
+double barrier_wait_seconds(const runtime::Backend& b) {
+  const auto* cpu = dynamic_cast<const CpuBackend*>(&b);
+  return cpu ? cpu->barrier_wait_seconds() : 0.0;
 }
 
 }  // namespace quarrel::cpu

@@ -9,6 +9,10 @@ namespace quarrel::cpu {
 // one barrier per stage, with kernels from kernels_best().
 std::unique_ptr<runtime::Backend> make_backend(const model::Model& m, runtime::BackendOptions opts);
 
+// Seconds the CPU backend's threads have spent waiting on each other so far
+// (summed over threads); 0 for any other backend.
+double barrier_wait_seconds(const runtime::Backend& b);
+
 // Physical cores of this machine (hyper-threads not counted).
 int physical_cores();
 

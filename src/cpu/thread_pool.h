@@ -24,6 +24,9 @@ class ThreadPool {
   void run(const std::function<void(int ith, int nth)>& fn);
   // All threads inside run() wait here until each has arrived.
   void barrier();
+  // Total time threads have spent waiting in barrier() and for run() to
+  // finish (summed over threads), for measuring synchronisation cost.
+  double wait_seconds() const { return static_cast<double>(wait_ns_.load(std::memory_order_relaxed)) * 1e-9; }
 
  private:
   void worker(int ith);
@@ -38,6 +41,7 @@ class ThreadPool {
   std::atomic<int> barrier_count_{0};
   std::atomic<uint32_t> barrier_gen_{0};
   std::atomic<bool> stop_{false};
+  std::atomic<int64_t> wait_ns_{0};
 };
 
 // Splits [0, n) into nth near-equal ranges; returns thread ith's [begin, end).

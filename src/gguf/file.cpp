@@ -291,6 +291,9 @@ void File::parse() {
   if (const Value* a = find("general.alignment")) {
     int64_t al = std::get<int64_t>(a->data);
     if (al == 0 || (al & (al - 1)) != 0) fail("general.alignment {} is not a power of two", al);
+    // The spec asks for a multiple of 8; below that, f32/f16 tensor data could
+    // start misaligned, and the backends read it in place as float/uint16.
+    if (al < 8) fail("general.alignment {} is below 8 (GGUF requires a multiple of 8)", al);
     if (static_cast<uint64_t>(al) > kMaxAlignment)
       fail("general.alignment {} is absurd (max {})", al, kMaxAlignment);
     alignment_ = static_cast<uint64_t>(al);

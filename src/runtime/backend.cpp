@@ -2,6 +2,7 @@
 
 #include "common/error.h"
 #include "cpu/backend.h"
+#include "runtime/sampler.h"
 #if defined(QUARREL_HAVE_CUDA)
 #include "cuda/backend.h"
 #endif
@@ -21,6 +22,13 @@ bool cuda_available() {
 #else
   return false;
 #endif
+}
+
+int32_t Backend::decode_greedy(int32_t token, int32_t pos, int32_t seq) {
+  const BatchEntry e{token, pos, seq, true};
+  greedy_logits_.resize(config().n_vocab);
+  forward({&e, 1}, greedy_logits_.data());
+  return argmax(greedy_logits_.data(), static_cast<int32_t>(greedy_logits_.size()));
 }
 
 void validate_batch(std::span<const BatchEntry> batch, const model::Config& c, const BackendOptions& o) {

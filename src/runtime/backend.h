@@ -6,6 +6,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "model/model.h"
 
@@ -30,14 +31,21 @@ class Backend {
   virtual ~Backend() = default;
   virtual std::string name() const = 0;     // "cpu (avx2, 2 threads)", "cuda (NVIDIA H200)"
   virtual const BackendOptions& options() const = 0;
+  virtual const model::Config& config() const = 0;
   // Entries of one sequence must have consecutive positions, and every earlier
   // position of that sequence must already be in the cache. Writes n_vocab
   // logits for each entry with want_logits, in batch order. Throws
   // quarrel::Error for an out-of-range token, position or slot.
   virtual void forward(std::span<const BatchEntry> batch, float* logits) = 0;
+  // Decodes one token and returns the argmax of its logits. A backend that can
+  // pick the token on the device overrides this and copies back only the id.
+  virtual int32_t decode_greedy(int32_t token, int32_t pos, int32_t seq);
   // Bytes the backend reads per decoded token at context length n_past
   // (weights + KV cache), for bandwidth-floor reports.
   virtual int64_t bytes_per_token(int64_t n_past) const = 0;
+
+ private:
+  std::vector<float> greedy_logits_;  // decode_greedy's default path
 };
 
 enum class BackendKind { Auto, Cpu, Cuda };

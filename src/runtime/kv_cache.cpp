@@ -4,8 +4,18 @@
 
 namespace quarrel::runtime {
 
-KvCache::KvCache(int32_t n_seq, int32_t n_ctx) : n_ctx_(n_ctx), slots_(n_seq) {
+namespace {
+
+// Runs before slots_ is sized: a negative count would otherwise reach
+// std::vector as a huge size_t and throw std::length_error instead.
+int32_t checked_slots(int32_t n_seq, int32_t n_ctx) {
   if (n_seq < 1 || n_ctx < 1) fail("kv cache: {} slots of {} positions is not a cache", n_seq, n_ctx);
+  return n_seq;
+}
+
+}  // namespace
+
+KvCache::KvCache(int32_t n_seq, int32_t n_ctx) : n_ctx_(n_ctx), slots_(checked_slots(n_seq, n_ctx)) {
   for (auto& s : slots_) s.reserve(n_ctx);
 }
 

@@ -64,9 +64,15 @@ std::string resolve_model_path(const std::string& name, const std::string& model
   nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
   if (j.is_discarded() || !j.is_object() || !j.contains("layers") || !j["layers"].is_array())
     fail("Ollama manifest {} is malformed", manifest.string());
+  // json::value() throws nlohmann's type_error when a field is not a string;
+  // read only fields that are strings, so a bad manifest gets quarrel's error.
+  auto string_field = [](const nlohmann::json& o, const char* key) {
+    auto it = o.find(key);
+    return it != o.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
   for (const auto& layer : j["layers"]) {
-    if (!layer.is_object() || layer.value("mediaType", "") != "application/vnd.ollama.image.model") continue;
-    std::string digest = layer.value("digest", "");
+    if (!layer.is_object() || string_field(layer, "mediaType") != "application/vnd.ollama.image.model") continue;
+    std::string digest = string_field(layer, "digest");
     if (!digest.starts_with("sha256:") || digest.size() != 71 ||
         digest.find_first_not_of("0123456789abcdef", 7) != std::string::npos)
       fail("Ollama manifest {}: bad model digest '{}'", manifest.string(), digest);

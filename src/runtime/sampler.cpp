@@ -44,12 +44,16 @@ void log_softmax(const float* logits, int32_t n, float* out) {
   for (int32_t i = 0; i < n; ++i) max = std::max(max, logits[i]);
   double sum = 0;
   for (int32_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(logits[i]) - max);
-  const float lse = max + static_cast<float>(std::log(sum));
-  for (int32_t i = 0; i < n; ++i) out[i] = logits[i] - lse;
+  // (l - max) - log(sum), as llama.cpp's perplexity does: folding max into one
+  // float first would round away the low bits when the logits are large.
+  const float log_sum = static_cast<float>(std::log(sum));
+  for (int32_t i = 0; i < n; ++i) out[i] = (logits[i] - max) - log_sum;
 }
 
 Sampler::Sampler(const SamplerParams& params, int32_t n_vocab) : params_(params), n_vocab_(n_vocab) {
   validate(params_);
+  // sample() takes the maximum of n_vocab candidates; with none there is nothing to return.
+  if (n_vocab < 1) fail("sampler: vocabulary size {} is not positive", n_vocab);
   seed_ = params_.seed == 0xFFFFFFFF ? std::random_device{}() : params_.seed;
   rng_.seed(seed_);
   cand_.reserve(n_vocab);

@@ -1,8 +1,11 @@
-// The scalar kernel table: the tensor module's reference codecs, plus plain
-// loops for float math. Every ISA kernel is tested against these.
-#include <cmath>
+// The scalar kernel table: the tensor module's reference codecs for weights
+// and activations, plus the float references of scalar_float.cpp. Every ISA
+// kernel is tested against these.
+#include <vector>
 
 #include "cpu/kernels/kernels.h"
+#include "cpu/kernels/packed.h"
+#include "cpu/kernels/scalar_float.h"
 #include "tensor/quants.h"
 
 namespace quarrel::cpu {
@@ -29,14 +32,15 @@ void matmul_ref(const uint8_t* w, int64_t w_stride, int64_t r0, int64_t r1, int6
       out[c * out_stride + r] = tensor::vec_dot(T, w + r * w_stride, a + c * a_stride, n);
 }
 
-float dot_f32_ref(const float* x, const float* y, int64_t n) {
-  float s = 0;
-  for (int64_t i = 0; i < n; ++i) s += x[i] * y[i];
-  return s;
-}
-
-void axpy_f32_ref(float a, const float* x, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+// Unpacks each row back to the file layout, then the reference dot product.
+template <DType T>
+void matmul_packed_ref(const uint8_t* w, int64_t w_stride, int64_t r0, int64_t r1, int64_t n, const uint8_t* a,
+                       int64_t a_stride, int64_t n_cols, float* out, int64_t out_stride) {
+  std::vector<uint8_t> row(tensor::row_bytes(T, n));
+  for (int64_t r = r0; r < r1; ++r) {
+    unpack_row(T, w, n, r, row.data());  // w_stride is packed_group_bytes(T, n)
+    for (int64_t c = 0; c < n_cols; ++c) out[c * out_stride + r] = tensor::vec_dot(T, row.data(), a + c * a_stride, n);
+  }
 }
 
 template <DType T>
@@ -50,7 +54,9 @@ void add_act_type(Kernels& k) {
   k.quantize[dtype_index(T)] = quantize_ref<T>;
 }
 
-Kernels make_scalar() {
+}  // namespace
+
+Kernels make_scalar_kernels() {
   Kernels k;
   k.isa = "scalar";
   add_weight_type<DType::F32>(k);
@@ -66,35 +72,15 @@ Kernels make_scalar() {
   add_weight_type<DType::Q4_K>(k);
   add_weight_type<DType::Q5_K>(k);
   add_weight_type<DType::Q6_K>(k);
+  k.matmul_packed[dtype_index(DType::Q4_0)] = matmul_packed_ref<DType::Q4_0>;
+  k.matmul_packed[dtype_index(DType::Q8_0)] = matmul_packed_ref<DType::Q8_0>;
   add_act_type<DType::F32>(k);
   add_act_type<DType::F16>(k);
   add_act_type<DType::BF16>(k);
   add_act_type<DType::Q8_0>(k);
   add_act_type<DType::Q8_1>(k);
   add_act_type<DType::Q8_K>(k);
-  k.dot_f32 = dot_f32_ref;
-  k.axpy_f32 = axpy_f32_ref;
-  return k;
-}
-
-Kernels make_best() {
-  Kernels k = make_scalar();
-  // An ISA table overrides the scalar entries it speeds up and keeps the rest.
-#if defined(QUARREL_HAVE_AVX2_KERNELS)
-  kernels_init_avx2(k);
-#endif
-  return k;
-}
-
-}  // namespace
-
-const Kernels& kernels_scalar() {
-  static const Kernels k = make_scalar();
-  return k;
-}
-
-const Kernels& kernels_best() {
-  static const Kernels k = make_best();
+  add_scalar_float_kernels(k);
   return k;
 }
 

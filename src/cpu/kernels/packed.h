@@ -1,0 +1,36 @@
+#pragma once
+// Weights repacked at load: groups of 16 rows interleaved so that one SIMD
+// register holds the same four quants of 16 rows. A matmul kernel then
+// multiplies a whole register by one broadcast group of four activation bytes
+// and each lane accumulates its own row's dot product: no horizontal sums, no
+// shuffles, and one scale conversion per block for all 16 rows.
+//
+// Layout of one group of 16 rows with nb blocks of 32 per row:
+//   quants: nb blocks, each kChunks[type] chunks of 64 bytes; chunk j holds
+//           four bytes of each row, rows in order (row r at bytes 4r..4r+3):
+//             Q8_0: chunk g (0..7) = quants 4g..4g+3 of the block;
+//             Q4_0: chunk k (0..3) = packed bytes qs[4k..4k+3], so its low
+//                   nibbles are elements 4k.. and its high nibbles 16+4k..
+//   scales: nb blocks of 16 F16 scales, one per row, after all the quants.
+// A group takes exactly as many bytes as its 16 rows did (18 or 34 per block
+// per row), and starts on a 64-byte boundary when the buffer does.
+#include <cstdint>
+
+#include "tensor/dtype.h"
+
+namespace quarrel::cpu {
+
+constexpr int kPackRows = 16;
+
+// True when weights of type t have a packed layout (Q4_0, Q8_0).
+bool packable(tensor::DType t);
+// Bytes of one packed group of 16 rows of n elements.
+int64_t packed_group_bytes(tensor::DType t, int64_t n);
+// Packs rows [0, rows) (rows a multiple of 16) of a row-major matrix with
+// row stride w_stride into dst (rows / 16 * packed_group_bytes bytes).
+void pack_rows(tensor::DType t, const uint8_t* w, int64_t w_stride, int64_t rows, int64_t n, uint8_t* dst);
+// Row r of a packed matrix back in the file's block layout (for references
+// and tests).
+void unpack_row(tensor::DType t, const uint8_t* packed, int64_t n, int64_t r, uint8_t* dst);
+
+}  // namespace quarrel::cpu

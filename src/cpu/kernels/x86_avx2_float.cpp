@@ -1,0 +1,479 @@
+// AVX2 float kernels: F32/F16/BF16 weight matmuls, the F16/BF16 activation
+// converters, and the row operations of the forward pass (norms, RoPE,
+// SwiGLU, attention, MicroLoRA).
+//
+// F16 and BF16 weights are widened to float in registers; their activations
+// arrive rounded to F16/BF16 (as ggml rounds them) and are widened once per
+// chunk into a float buffer on the stack, so the inner loop has one
+// conversion per weight vector and none per activation.
+#include <algorithm>
+#include <cmath>
+
+#include "cpu/kernels/kernels.h"
+#include "cpu/kernels/x86_avx2_common.h"
+
+namespace quarrel::cpu::avx2 {
+
+namespace {
+
+using tensor::DType;
+
+// ----------------------------------------------------- float weight types
+
+struct F32W {
+  static __m256 load8(const uint8_t* row, int64_t k) { return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + k); }
+  static float load1(const uint8_t* row, int64_t k) { return reinterpret_cast<const float*>(row)[k]; }
+  static constexpr bool kActIsF32 = true;
+  static void widen(const uint8_t*, int64_t, int64_t, float*) {}
+};
+
+struct F16W {
+  static __m256 load8(const uint8_t* row, int64_t k) { return _mm256_cvtph_ps(load128(row + 2 * k)); }
+  static float load1(const uint8_t* row, int64_t k) { return f16_to_f32(row + 2 * k); }
+  static constexpr bool kActIsF32 = false;
+  // Activation elements [k0, k0 + n) as floats.
+  static void widen(const uint8_t* a, int64_t k0, int64_t n, float* dst) {
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8) _mm256_storeu_ps(dst + k, load8(a, k0 + k));
+    for (; k < n; ++k) dst[k] = load1(a, k0 + k);
+  }
+};
+
+struct BF16W {
+  static __m256 load8(const uint8_t* row, int64_t k) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(load128(row + 2 * k)), 16));
+  }
+  static float load1(const uint8_t* row, int64_t k) {
+    uint16_t h;
+    std::memcpy(&h, row + 2 * k, 2);
+    const uint32_t bits = uint32_t(h) << 16;
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+  }
+  static constexpr bool kActIsF32 = false;
+  static void widen(const uint8_t* a, int64_t k0, int64_t n, float* dst) {
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8) _mm256_storeu_ps(dst + k, load8(a, k0 + k));
+    for (; k < n; ++k) dst[k] = load1(a, k0 + k);
+  }
+};
+
+// R weight rows x C activation columns over elements [k0, k0 + kl); x holds
+// the columns' floats for that range (column c at x + c * xs).
+template <class WT, int R, int C>
+inline void float_tile(const uint8_t* w, int64_t ws, int64_t k0, int64_t kl, const float* x, int64_t xs, float* out,
+                       int64_t os, bool accumulate) {
+  __m256 acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= kl; k += 8) {
+    __m256 xv[C];
+    for (int c = 0; c < C; ++c) xv[c] = _mm256_loadu_ps(x + c * xs + k);
+    for (int r = 0; r < R; ++r) {
+      const __m256 wv = WT::load8(w + r * ws, k0 + k);
+      for (int c = 0; c < C; ++c) acc[r][c] = _mm256_fmadd_ps(wv, xv[c], acc[r][c]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) {
+      float s = hsum(acc[r][c]);
+      for (int64_t t = k; t < kl; ++t) s += WT::load1(w + r * ws, k0 + t) * x[c * xs + t];
+      out[c * os + r] = accumulate ? out[c * os + r] + s : s;
+    }
+}
+
+template <class WT, int R, int C>
+inline void float_tile_rows(const uint8_t* w, int64_t ws, int64_t r0, int64_t r1, int64_t k0, int64_t kl,
+                            const float* x, int64_t xs, float* out, int64_t os, bool accumulate) {
+  int64_t r = r0;
+  for (; r + R <= r1; r += R) float_tile<WT, R, C>(w + r * ws, ws, k0, kl, x, xs, out + r, os, accumulate);
+  for (; r < r1; ++r) float_tile<WT, 1, C>(w + r * ws, ws, k0, kl, x, xs, out + r, os, accumulate);
+}
+
+template <class WT, int C>
+inline void float_tile_cols(const uint8_t* w, int64_t ws, int64_t r0, int64_t r1, int64_t k0, int64_t kl,
+                            const float* x, int64_t xs, float* out, int64_t os, bool accumulate) {
+  // Eight rows for one column: eight independent FMA chains hide the latency.
+  if constexpr (C == 1) {
+    float_tile_rows<WT, 8, 1>(w, ws, r0, r1, k0, kl, x, xs, out, os, accumulate);
+  } else {
+    float_tile_rows<WT, 3, C>(w, ws, r0, r1, k0, kl, x, xs, out, os, accumulate);
+  }
+}
+
+template <class WT>
+void matmul_float(const uint8_t* w, int64_t ws, int64_t r0, int64_t r1, int64_t n, const uint8_t* a, int64_t as,
+                  int64_t n_cols, float* out, int64_t os) {
+  constexpr int64_t kBuf = 4096;  // 16 KiB of widened activations: stays in L1
+  alignas(32) float buf[kBuf];
+  const int64_t cols_per_tile = n_cols == 1 ? 1 : 4;
+  const int64_t kc = WT::kActIsF32 ? n : std::min<int64_t>(n, kBuf / cols_per_tile);
+  // Rows per pass: about 256 KiB of weights, reused by every column from L2.
+  const int64_t rows_per_pass = n_cols == 1 ? r1 - r0 : std::max<int64_t>(12, (256 << 10) / std::max<int64_t>(ws, 1));
+  for (int64_t rb = r0; rb < r1; rb += rows_per_pass) {
+    const int64_t re = std::min(r1, rb + rows_per_pass);
+    for (int64_t c0 = 0; c0 < n_cols; c0 += cols_per_tile) {
+      const int64_t cc = std::min(cols_per_tile, n_cols - c0);
+      for (int64_t k0 = 0; k0 < n; k0 += kc) {
+        const int64_t kl = std::min(kc, n - k0);
+        const float* x;
+        int64_t xs;
+        if constexpr (WT::kActIsF32) {
+          x = reinterpret_cast<const float*>(a + c0 * as) + k0;
+          xs = as / static_cast<int64_t>(sizeof(float));
+        } else {
+          for (int64_t c = 0; c < cc; ++c) WT::widen(a + (c0 + c) * as, k0, kl, buf + c * kc);
+          x = buf;
+          xs = kc;
+        }
+        float* o = out + c0 * os;
+        const bool accumulate = k0 > 0;
+        switch (cc) {
+          case 4: float_tile_cols<WT, 4>(w, ws, rb, re, k0, kl, x, xs, o, os, accumulate); break;
+          case 3: float_tile_cols<WT, 3>(w, ws, rb, re, k0, kl, x, xs, o, os, accumulate); break;
+          case 2: float_tile_cols<WT, 2>(w, ws, rb, re, k0, kl, x, xs, o, os, accumulate); break;
+          default: float_tile_cols<WT, 1>(w, ws, rb, re, k0, kl, x, xs, o, os, accumulate); break;
+        }
+      }
+    }
+  }
+}
+
+template <class WT>
+float vec_dot_float(const void* w, const void* a, int64_t n) {
+  float out = 0;
+  matmul_float<WT>(static_cast<const uint8_t*>(w), 0, 0, 1, n, static_cast<const uint8_t*>(a), 0, 1, &out, 1);
+  return out;
+}
+
+// ------------------------------------------------------------ converters
+
+void quantize_f16(const float* x, void* vy, int64_t n) {
+  auto* y = static_cast<uint8_t*>(vy);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + 2 * i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; ++i) {
+    const uint16_t h = _cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT);
+    std::memcpy(y + 2 * i, &h, 2);
+  }
+}
+
+// ggml's BF16 rounding: nearest even on the dropped half, NaNs kept quiet.
+inline __m128i f32_to_bf16_8(__m256 v) {
+  const __m256i x = _mm256_castps_si256(v);
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(1));
+  __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(x, _mm256_set1_epi32(0x7fff)), lsb), 16);
+  const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(x, _mm256_set1_epi32(0x7fffffff)),
+                                         _mm256_set1_epi32(0x7f800000));
+  const __m256i qnan = _mm256_or_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(64));
+  r = _mm256_blendv_epi8(r, qnan, nan);
+  // Pack the eight 32-bit lanes' low halves to 16 bits (values fit in 16 bits).
+  const __m256i p = _mm256_packus_epi32(r, r);
+  return _mm256_castsi256_si128(_mm256_permute4x64_epi64(p, 0x08));
+}
+
+void quantize_bf16(const float* x, void* vy, int64_t n) {
+  auto* y = static_cast<uint8_t*>(vy);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + 2 * i), f32_to_bf16_8(_mm256_loadu_ps(x + i)));
+  if (i < n) {
+    alignas(32) float tmp[8] = {};
+    alignas(16) uint16_t out[8];
+    std::copy(x + i, x + n, tmp);
+    _mm_store_si128(reinterpret_cast<__m128i*>(out), f32_to_bf16_8(_mm256_load_ps(tmp)));
+    std::memcpy(y + 2 * i, out, 2 * (n - i));
+  }
+}
+
+// --------------------------------------------------------- vector math
+
+float dot_f32(const float* x, const float* y, int64_t n) {
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32)
+    for (int k = 0; k < 4; ++k)
+      acc[k] = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8 * k), _mm256_loadu_ps(y + i + 8 * k), acc[k]);
+  for (; i + 8 <= n; i += 8) acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), acc[0]);
+  float s = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+  for (; i < n; ++i) s += x[i] * y[i];
+  return s;
+}
+
+void axpy_f32(float a, const float* x, float* y, int64_t n) {
+  const __m256 va = _mm256_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  for (; i < n; ++i) y[i] += a * x[i];
+}
+
+void add_f32(float* y, const float* x, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), _mm256_loadu_ps(x + i)));
+  for (; i < n; ++i) y[i] += x[i];
+}
+
+// Sum of float lanes into double lanes: ggml sums norms' terms in double.
+inline __m256d add_to_double(__m256d acc, __m256 v) {
+  acc = _mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+  return _mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+}
+
+inline double hsum_pd(__m256d v) {
+  __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
+
+void rms_norm(const float* x, const float* w, float eps, int64_t n, float* out) {
+  __m256d acc = _mm256_setzero_pd();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    acc = add_to_double(acc, _mm256_mul_ps(v, v));
+  }
+  double sum = hsum_pd(acc);
+  for (; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(sum / n) + eps);
+  const __m256 vs = _mm256_set1_ps(scale);
+  for (i = 0; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vs), _mm256_loadu_ps(w + i)));
+  for (; i < n; ++i) out[i] = (x[i] * scale) * w[i];
+}
+
+void layer_norm(const float* x, const float* w, const float* b, float eps, int64_t n, float* out) {
+  __m256d acc = _mm256_setzero_pd();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) acc = add_to_double(acc, _mm256_loadu_ps(x + i));
+  double sum = hsum_pd(acc);
+  for (; i < n; ++i) sum += x[i];
+  const float mean = static_cast<float>(sum / n);
+  const __m256 vm = _mm256_set1_ps(mean);
+  acc = _mm256_setzero_pd();
+  for (i = 0; i + 8 <= n; i += 8) {
+    const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), vm);
+    acc = add_to_double(acc, _mm256_mul_ps(d, d));
+  }
+  double var = hsum_pd(acc);
+  for (; i < n; ++i) var += static_cast<double>((x[i] - mean) * (x[i] - mean));
+  const float scale = 1.0f / std::sqrt(static_cast<float>(var / n) + eps);
+  const __m256 vs = _mm256_set1_ps(scale);
+  for (i = 0; i + 8 <= n; i += 8) {
+    __m256 y = _mm256_mul_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm), vs), _mm256_loadu_ps(w + i));
+    if (b) y = _mm256_add_ps(y, _mm256_loadu_ps(b + i));
+    _mm256_storeu_ps(out + i, y);
+  }
+  for (; i < n; ++i) {
+    const float y = ((x[i] - mean) * scale) * w[i];
+    out[i] = b ? y + b[i] : y;
+  }
+}
+
+// Products then one add or subtract, as the reference rounds them.
+void rope_apply(float* x, const float* cos_t, const float* sin_t, int64_t half, bool neox) {
+  int64_t i = 0;
+  if (neox) {
+    for (; i + 8 <= half; i += 8) {
+      const __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + half);
+      const __m256 c = _mm256_loadu_ps(cos_t + i), s = _mm256_loadu_ps(sin_t + i);
+      _mm256_storeu_ps(x + i, _mm256_sub_ps(_mm256_mul_ps(x0, c), _mm256_mul_ps(x1, s)));
+      _mm256_storeu_ps(x + i + half, _mm256_add_ps(_mm256_mul_ps(x0, s), _mm256_mul_ps(x1, c)));
+    }
+    for (; i < half; ++i) {
+      const float x0 = x[i], x1 = x[i + half];
+      x[i] = x0 * cos_t[i] - x1 * sin_t[i];
+      x[i + half] = x0 * sin_t[i] + x1 * cos_t[i];
+    }
+    return;
+  }
+  // Four adjacent pairs per vector: even lanes x0*c - x1*s, odd x1*c + x0*s.
+  const __m256i dup = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+  for (; i + 4 <= half; i += 4) {
+    const __m256 v = _mm256_loadu_ps(x + 2 * i);
+    const __m256 c = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(cos_t + i)), dup);
+    const __m256 s = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(sin_t + i)), dup);
+    const __m256 swapped = _mm256_permute_ps(v, 0xb1);
+    _mm256_storeu_ps(x + 2 * i, _mm256_addsub_ps(_mm256_mul_ps(v, c), _mm256_mul_ps(swapped, s)));
+  }
+  for (; i < half; ++i) {
+    const float x0 = x[2 * i], x1 = x[2 * i + 1];
+    x[2 * i] = x0 * cos_t[i] - x1 * sin_t[i];
+    x[2 * i + 1] = x0 * sin_t[i] + x1 * cos_t[i];
+  }
+}
+
+void swiglu(float* gate, const float* up, int64_t n) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 g = _mm256_loadu_ps(gate + i);
+    const __m256 e = exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), g));
+    _mm256_storeu_ps(gate + i, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), _mm256_loadu_ps(up + i)));
+  }
+  for (; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+// ------------------------------------------------------------- attention
+
+// Scores of one head against positions [0, n): four positions at a time so
+// that one horizontal reduction yields four scores.
+void attend_scores(const float* q, const float* k, int64_t ks, int64_t n, int64_t hd, float scale, float* s) {
+  const __m128 vs = _mm_set1_ps(scale);
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t d = 0; d < hd; d += 8) {
+      const __m256 qv = _mm256_loadu_ps(q + d);
+      for (int t = 0; t < 4; ++t) acc[t] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + (j + t) * ks + d), acc[t]);
+    }
+    _mm_storeu_ps(s + j, _mm_mul_ps(hsum4(acc[0], acc[1], acc[2], acc[3]), vs));
+  }
+  for (; j < n; ++j) s[j] = dot_f32(q, k + j * ks, hd) * scale;
+}
+
+// exp(s - max) in place; returns the sum, taken in double as ggml does.
+double softmax_exp(float* s, int64_t n) {
+  __m256 vmax = _mm256_set1_ps(-INFINITY);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(s + j));
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  float max = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+  for (; j < n; ++j) max = std::max(max, s[j]);
+  const __m256 vm = _mm256_set1_ps(max);
+  __m256d acc = _mm256_setzero_pd();
+  for (j = 0; j + 8 <= n; j += 8) {
+    const __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(s + j), vm));
+    _mm256_storeu_ps(s + j, e);
+    acc = add_to_double(acc, e);
+  }
+  double sum = hsum_pd(acc);
+  for (; j < n; ++j) {
+    s[j] = std::exp(s[j] - max);
+    sum += s[j];
+  }
+  return sum;
+}
+
+// out_h = sum_j p[h][j] v_j for G heads at once, 32 dims at a time, so each
+// V row is loaded once for the whole group.
+template <int G>
+void attend_values(const float* const* p, const float* v, int64_t vs, int64_t n, int64_t hd, float* const* out) {
+  int64_t d = 0;
+  for (; d + 32 <= hd; d += 32) {
+    __m256 acc[G][4];
+    for (int g = 0; g < G; ++g)
+      for (int t = 0; t < 4; ++t) acc[g][t] = _mm256_setzero_ps();
+    for (int64_t j = 0; j < n; ++j) {
+      const float* vj = v + j * vs + d;
+      const __m256 v0 = _mm256_loadu_ps(vj), v1 = _mm256_loadu_ps(vj + 8);
+      const __m256 v2 = _mm256_loadu_ps(vj + 16), v3 = _mm256_loadu_ps(vj + 24);
+      for (int g = 0; g < G; ++g) {
+        const __m256 pj = _mm256_broadcast_ss(p[g] + j);
+        acc[g][0] = _mm256_fmadd_ps(pj, v0, acc[g][0]);
+        acc[g][1] = _mm256_fmadd_ps(pj, v1, acc[g][1]);
+        acc[g][2] = _mm256_fmadd_ps(pj, v2, acc[g][2]);
+        acc[g][3] = _mm256_fmadd_ps(pj, v3, acc[g][3]);
+      }
+    }
+    for (int g = 0; g < G; ++g)
+      for (int t = 0; t < 4; ++t) _mm256_storeu_ps(out[g] + d + 8 * t, acc[g][t]);
+  }
+  for (; d < hd; d += 8) {
+    __m256 acc[G];
+    for (int g = 0; g < G; ++g) acc[g] = _mm256_setzero_ps();
+    for (int64_t j = 0; j < n; ++j) {
+      const __m256 vj = _mm256_loadu_ps(v + j * vs + d);
+      for (int g = 0; g < G; ++g) acc[g] = _mm256_fmadd_ps(_mm256_broadcast_ss(p[g] + j), vj, acc[g]);
+    }
+    for (int g = 0; g < G; ++g) _mm256_storeu_ps(out[g] + d, acc[g]);
+  }
+}
+
+void attend(const AttendArgs& a) {
+  if (a.head_dim % 8 != 0 || a.n_pos == 0) {
+    // Odd head sizes are rare enough to leave to the reference.
+    kernels_scalar().attend(a);
+    return;
+  }
+  for (int64_t h = 0; h < a.n_q; ++h) {
+    float* s = a.scores + h * a.n_pos;
+    attend_scores(a.q + h * a.q_stride, a.k, a.kv_stride, a.n_pos, a.head_dim, a.scale, s);
+    const float inv = static_cast<float>(1.0 / softmax_exp(s, a.n_pos));
+    const __m256 vinv = _mm256_set1_ps(inv);
+    int64_t j = 0;
+    for (; j + 8 <= a.n_pos; j += 8) _mm256_storeu_ps(s + j, _mm256_mul_ps(_mm256_loadu_ps(s + j), vinv));
+    for (; j < a.n_pos; ++j) s[j] *= inv;
+  }
+  for (int64_t h = 0; h < a.n_q; h += 3) {
+    const float* p[3];
+    float* out[3];
+    const int g = static_cast<int>(std::min<int64_t>(3, a.n_q - h));
+    for (int t = 0; t < g; ++t) {
+      p[t] = a.scores + (h + t) * a.n_pos;
+      out[t] = a.out + (h + t) * a.out_stride;
+    }
+    if (g == 3) attend_values<3>(p, a.v, a.kv_stride, a.n_pos, a.head_dim, out);
+    if (g == 2) attend_values<2>(p, a.v, a.kv_stride, a.n_pos, a.head_dim, out);
+    if (g == 1) attend_values<1>(p, a.v, a.kv_stride, a.n_pos, a.head_dim, out);
+  }
+}
+
+// ------------------------------------------------------------- MicroLoRA
+
+void lora_forward(const LoraArgs& l, const float* x, float* y) {
+  for (int64_t r = 0; r < l.rank; ++r) axpy_f32(dot_f32(l.a + r * l.d_in, x, l.d_in) * l.scale, l.b + r * l.d_out, y, l.d_out);
+}
+
+void lora_grad(const LoraArgs& l, const float* x, const float* g, float* da, float* db) {
+  for (int64_t r = 0; r < l.rank; ++r) {
+    const float u = dot_f32(l.a + r * l.d_in, x, l.d_in) * l.scale;
+    const float v = dot_f32(l.b + r * l.d_out, g, l.d_out) * l.scale;
+    axpy_f32(v, x, da + r * l.d_in, l.d_in);
+    axpy_f32(u, g, db + r * l.d_out, l.d_out);
+  }
+}
+
+// Twelve independent FMA chains: enough to cover a 4-cycle latency on two ports.
+double fma_peak_probe(int64_t n) {
+  __m256 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_ps(static_cast<float>(i));
+  const __m256 m = _mm256_set1_ps(0.999999f), a = _mm256_set1_ps(1e-7f);
+  for (int64_t i = 0; i < n; ++i)
+    for (int k = 0; k < 12; ++k) acc[k] = _mm256_fmadd_ps(acc[k], m, a);
+  __m256 s = acc[0];
+  for (int i = 1; i < 12; ++i) s = _mm256_add_ps(s, acc[i]);
+  volatile float sink = hsum(s);
+  (void)sink;
+  return 2.0 * 8 * 12 * static_cast<double>(n);
+}
+
+}  // namespace
+
+void add_float_kernels(Kernels& k) {
+  k.vec_dot[dtype_index(DType::F32)] = vec_dot_float<F32W>;
+  k.vec_dot[dtype_index(DType::F16)] = vec_dot_float<F16W>;
+  k.vec_dot[dtype_index(DType::BF16)] = vec_dot_float<BF16W>;
+  k.matmul[dtype_index(DType::F32)] = matmul_float<F32W>;
+  k.matmul[dtype_index(DType::F16)] = matmul_float<F16W>;
+  k.matmul[dtype_index(DType::BF16)] = matmul_float<BF16W>;
+  k.quantize[dtype_index(DType::F16)] = quantize_f16;
+  k.quantize[dtype_index(DType::BF16)] = quantize_bf16;
+  k.dot_f32 = dot_f32;
+  k.axpy_f32 = axpy_f32;
+  k.add_f32 = add_f32;
+  k.rms_norm = rms_norm;
+  k.layer_norm = layer_norm;
+  k.rope_apply = rope_apply;
+  k.swiglu = swiglu;
+  k.attend = attend;
+  k.lora_forward = lora_forward;
+  k.lora_grad = lora_grad;
+  k.fma_peak_probe = fma_peak_probe;
+}
+
+}  // namespace quarrel::cpu::avx2

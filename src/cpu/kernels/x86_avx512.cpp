@@ -1,0 +1,308 @@
+// AVX-512 kernels (F, BW, VL, DQ, VNNI, BF16), used only when the CPU has all
+// of them. The table starts from the AVX2 one and overrides the hot paths:
+//   - Q4_0/Q8_0 on packed weights (packed.h): one vpdpbusd multiplies 16
+//     rows' quants by four broadcast activation bytes, each lane a row;
+//   - F32/F16 with 16-wide FMA tiles, BF16 with vdpbf16ps on the raw halves
+//     (products of two bf16 are exact in float, as in the reference).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "cpu/kernels/kernels.h"
+#include "cpu/kernels/packed.h"
+#include "tensor/blocks.h"
+
+namespace quarrel::cpu {
+
+namespace {
+
+using tensor::DType;
+
+inline __m512i load512(const void* p) { return _mm512_loadu_si512(p); }
+inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+inline int32_t load_i32(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// ---------------------------------------------------- packed Q4_0 / Q8_0
+
+// Per activation block: its scale, and the offset's share of the integer dot
+// product, offset * sum(quants): vpdpbusd wants unsigned weights, so Q4_0
+// keeps its nibbles 0..15 (offset 8) and Q8_0 is flipped to w + 128.
+struct ActBlock {
+  float d;
+  int32_t corr;
+};
+
+template <int kOffset>
+void summarize(const uint8_t* a, int64_t b0, int64_t b1, ActBlock* out) {
+  const __m256i ones = _mm256_set1_epi8(1);
+  for (int64_t b = b0; b < b1; ++b) {
+    const uint8_t* blk = a + b * sizeof(tensor::BlockQ8_0);
+    uint16_t h;
+    std::memcpy(&h, blk, 2);
+    const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones, load256(blk + 2));
+    __m128i t = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4e));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xb1));
+    out[b - b0] = {_cvtsh_ss(h), kOffset * _mm_cvtsi128_si32(t)};
+  }
+}
+
+// One group of 16 rows times C activation columns over blocks [b0, b1).
+// Weight register j holds quants 4j..4j+3 of every row, so it pairs with
+// activation bytes 4j..4j+3 in both formats.
+template <bool kQ4, int C>
+inline void packed_tile(const uint8_t* quants, const uint8_t* scales, int64_t b0, int64_t b1, const uint8_t* a,
+                        int64_t as, const ActBlock* sums, int64_t sums_stride, float* out, int64_t os,
+                        bool accumulate) {
+  constexpr int kChunks = kQ4 ? 4 : 8;
+  __m512 acc[C];
+  for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
+  const __m512i m4 = _mm512_set1_epi8(0x0f), flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  for (int64_t b = b0; b < b1; ++b) {
+    const uint8_t* q = quants + b * kChunks * 64;
+    __m512i w[8];
+    if constexpr (kQ4) {
+      for (int k = 0; k < 4; ++k) {
+        const __m512i x = load512(q + 64 * k);
+        w[k] = _mm512_and_si512(x, m4);
+        w[k + 4] = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
+      }
+    } else {
+      for (int g = 0; g < 8; ++g) w[g] = _mm512_xor_si512(load512(q + 64 * g), flip);
+    }
+    const __m512 dw = _mm512_cvtph_ps(load256(scales + b * 32));
+    for (int c = 0; c < C; ++c) {
+      const uint8_t* ab = a + c * as + b * sizeof(tensor::BlockQ8_0) + 2;
+      // Two chains of four so the vpdpbusd latency overlaps.
+      __m512i i0 = _mm512_setzero_si512(), i1 = _mm512_setzero_si512();
+      for (int j = 0; j < 8; j += 2) {
+        i0 = _mm512_dpbusd_epi32(i0, w[j], _mm512_set1_epi32(load_i32(ab + 4 * j)));
+        i1 = _mm512_dpbusd_epi32(i1, w[j + 1], _mm512_set1_epi32(load_i32(ab + 4 * j + 4)));
+      }
+      const ActBlock& s = sums[c * sums_stride + (b - b0)];
+      const __m512i isum = _mm512_sub_epi32(_mm512_add_epi32(i0, i1), _mm512_set1_epi32(s.corr));
+      acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, _mm512_set1_ps(s.d)), acc[c]);
+    }
+  }
+  for (int c = 0; c < C; ++c) {
+    float* o = out + c * os;
+    _mm512_storeu_ps(o, accumulate ? _mm512_add_ps(_mm512_loadu_ps(o), acc[c]) : acc[c]);
+  }
+}
+
+template <bool kQ4>
+void matmul_packed(const uint8_t* w, int64_t gs, int64_t r0, int64_t r1, int64_t n, const uint8_t* a, int64_t as,
+                   int64_t n_cols, float* out, int64_t os) {
+  constexpr int kCols = 4;           // columns per tile
+  constexpr int64_t kMaxBlocks = 256;  // activation summaries per column held at once (8 KiB)
+  ActBlock sums[kCols * kMaxBlocks];
+  const int64_t nb = n / 32, quant_bytes = nb * (kQ4 ? 4 : 8) * 64;
+  const int64_t g0 = r0 / kPackRows, g1 = r1 / kPackRows;
+  // Groups per pass: about 256 KiB of weights, reused by every column from L2.
+  const int64_t per_pass = n_cols == 1 ? g1 - g0 : std::max<int64_t>(1, (256 << 10) / gs);
+  for (int64_t gp = g0; gp < g1; gp += per_pass) {
+    const int64_t ge = std::min(g1, gp + per_pass);
+    for (int64_t c0 = 0; c0 < n_cols; c0 += kCols) {
+      const int cc = static_cast<int>(std::min<int64_t>(kCols, n_cols - c0));
+      for (int64_t kb = 0; kb < nb; kb += kMaxBlocks) {
+        const int64_t ke = std::min(nb, kb + kMaxBlocks);
+        for (int c = 0; c < cc; ++c) summarize<kQ4 ? 8 : 128>(a + (c0 + c) * as, kb, ke, sums + c * kMaxBlocks);
+        const uint8_t* ac = a + c0 * as;
+        for (int64_t g = gp; g < ge; ++g) {
+          const uint8_t* q = w + g * gs;
+          float* o = out + c0 * os + g * kPackRows;
+          const bool accum = kb > 0;
+          switch (cc) {
+            case 4: packed_tile<kQ4, 4>(q, q + quant_bytes, kb, ke, ac, as, sums, kMaxBlocks, o, os, accum); break;
+            case 3: packed_tile<kQ4, 3>(q, q + quant_bytes, kb, ke, ac, as, sums, kMaxBlocks, o, os, accum); break;
+            case 2: packed_tile<kQ4, 2>(q, q + quant_bytes, kb, ke, ac, as, sums, kMaxBlocks, o, os, accum); break;
+            default: packed_tile<kQ4, 1>(q, q + quant_bytes, kb, ke, ac, as, sums, kMaxBlocks, o, os, accum); break;
+          }
+        }
+      }
+    }
+  }
+}
+
+// ------------------------------------------------------- float weights
+
+// F32 and F16 weights: widened to float in registers, 16 at a time; the tail
+// of a row is a masked load (zeros add nothing).
+struct F32W {
+  static __m512 load(const uint8_t* row, int64_t k, __mmask16 m) {
+    return _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(row) + k);
+  }
+};
+struct F16W {
+  static __m512 load(const uint8_t* row, int64_t k, __mmask16 m) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, row + 2 * k));
+  }
+};
+
+inline __mmask16 tail_mask(int64_t left) { return left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1); }
+
+// R rows x C columns over elements [k0, k0 + kl); x holds the columns'
+// floats for that range (column c at x + c * xs).
+template <class WT, int R, int C>
+inline void float_tile(const uint8_t* w, int64_t ws, int64_t k0, int64_t kl, const float* x, int64_t xs, float* out,
+                       int64_t os, bool accumulate) {
+  __m512 acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kl; k += 16) {
+    const __mmask16 m = tail_mask(kl - k);
+    __m512 xv[C];
+    for (int c = 0; c < C; ++c) xv[c] = _mm512_maskz_loadu_ps(m, x + c * xs + k);
+    for (int r = 0; r < R; ++r) {
+      const __m512 wv = WT::load(w + r * ws, k0 + k, m);
+      for (int c = 0; c < C; ++c) acc[r][c] = _mm512_fmadd_ps(wv, xv[c], acc[r][c]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) {
+      const float s = _mm512_reduce_add_ps(acc[r][c]);
+      out[c * os + r] = accumulate ? out[c * os + r] + s : s;
+    }
+}
+
+template <class WT, int R, int C>
+inline void float_rows(const uint8_t* w, int64_t ws, int64_t r0, int64_t r1, int64_t k0, int64_t kl, const float* x,
+                       int64_t xs, float* out, int64_t os, bool accumulate) {
+  int64_t r = r0;
+  for (; r + R <= r1; r += R) float_tile<WT, R, C>(w + r * ws, ws, k0, kl, x, xs, out + r, os, accumulate);
+  for (; r < r1; ++r) float_tile<WT, 1, C>(w + r * ws, ws, k0, kl, x, xs, out + r, os, accumulate);
+}
+
+template <class WT>
+void float_cols(int cc, const uint8_t* w, int64_t ws, int64_t r0, int64_t r1, int64_t k0, int64_t kl, const float* x,
+                int64_t xs, float* out, int64_t os, bool accumulate) {
+  switch (cc) {
+    case 6: float_rows<WT, 4, 6>(w, ws, r0, r1, k0, kl, x, xs, out, os, accumulate); break;
+    case 5: float_rows<WT, 4, 5>(w, ws, r0, r1, k0, kl, x, xs, out, os, accumulate); break;
+    case 4: float_rows<WT, 4, 4>(w, ws, r0, r1, k0, kl, x, xs, out, os, accumulate); break;
+    case 3: float_rows<WT, 4, 3>(w, ws, r0, r1, k0, kl, x, xs, out, os, accumulate); break;
+    case 2: float_rows<WT, 4, 2>(w, ws, r0, r1, k0, kl, x, xs, out, os, accumulate); break;
+    default: float_rows<WT, 8, 1>(w, ws, r0, r1, k0, kl, x, xs, out, os, accumulate); break;
+  }
+}
+
+// F16 activations are widened once per chunk into a stack buffer; F32 ones
+// are read in place.
+template <class WT, bool kActF16>
+void matmul_float(const uint8_t* w, int64_t ws, int64_t r0, int64_t r1, int64_t n, const uint8_t* a, int64_t as,
+                  int64_t n_cols, float* out, int64_t os) {
+  constexpr int kCols = 6;
+  constexpr int64_t kBuf = 6144;  // 24 KiB of widened activations
+  alignas(64) float buf[kBuf];
+  const int64_t cols_per_tile = n_cols == 1 ? 1 : kCols;
+  const int64_t kc = kActF16 ? std::min<int64_t>(n, (kBuf / cols_per_tile) & ~int64_t(15)) : n;
+  const int64_t rows_per_pass = n_cols == 1 ? r1 - r0 : std::max<int64_t>(8, (256 << 10) / std::max<int64_t>(ws, 1));
+  for (int64_t rb = r0; rb < r1; rb += rows_per_pass) {
+    const int64_t re = std::min(r1, rb + rows_per_pass);
+    for (int64_t c0 = 0; c0 < n_cols; c0 += cols_per_tile) {
+      const int cc = static_cast<int>(std::min(cols_per_tile, n_cols - c0));
+      for (int64_t k0 = 0; k0 < n; k0 += kc) {
+        const int64_t kl = std::min(kc, n - k0);
+        const float* x;
+        int64_t xs;
+        if constexpr (kActF16) {
+          for (int c = 0; c < cc; ++c)
+            for (int64_t k = 0; k < kl; k += 16)
+              _mm512_storeu_ps(buf + c * kc + k, F16W::load(a + (c0 + c) * as, k0 + k, tail_mask(kl - k)));
+          x = buf;
+          xs = kc;
+        } else {
+          x = reinterpret_cast<const float*>(a + c0 * as) + k0;
+          xs = as / static_cast<int64_t>(sizeof(float));
+        }
+        float_cols<WT>(cc, w, ws, rb, re, k0, kl, x, xs, out + c0 * os, os, k0 > 0);
+      }
+    }
+  }
+}
+
+// BF16: vdpbf16ps multiplies pairs of raw bf16 weights and activations and
+// adds both products into a float lane, so nothing is widened.
+template <int R, int C>
+inline void bf16_tile(const uint8_t* w, int64_t ws, int64_t n, const uint8_t* a, int64_t as, float* out, int64_t os) {
+  __m512 acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < n; k += 32) {
+    const int64_t left = n - k;
+    const __mmask32 m = left >= 32 ? __mmask32(0xffffffff) : __mmask32((1u << left) - 1);
+    __m512bh xv[C];
+    for (int c = 0; c < C; ++c) xv[c] = (__m512bh)_mm512_maskz_loadu_epi16(m, a + c * as + 2 * k);
+    for (int r = 0; r < R; ++r) {
+      const __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(m, w + r * ws + 2 * k);
+      for (int c = 0; c < C; ++c) acc[r][c] = _mm512_dpbf16_ps(acc[r][c], wv, xv[c]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) out[c * os + r] = _mm512_reduce_add_ps(acc[r][c]);
+}
+
+template <int R, int C>
+inline void bf16_rows(const uint8_t* w, int64_t ws, int64_t r0, int64_t r1, int64_t n, const uint8_t* a, int64_t as,
+                      float* out, int64_t os) {
+  int64_t r = r0;
+  for (; r + R <= r1; r += R) bf16_tile<R, C>(w + r * ws, ws, n, a, as, out + r, os);
+  for (; r < r1; ++r) bf16_tile<1, C>(w + r * ws, ws, n, a, as, out + r, os);
+}
+
+void matmul_bf16(const uint8_t* w, int64_t ws, int64_t r0, int64_t r1, int64_t n, const uint8_t* a, int64_t as,
+                 int64_t n_cols, float* out, int64_t os) {
+  if (n_cols == 1) return bf16_rows<8, 1>(w, ws, r0, r1, n, a, as, out, os);
+  const int64_t rows_per_pass = std::max<int64_t>(8, (256 << 10) / std::max<int64_t>(ws, 1));
+  for (int64_t rb = r0; rb < r1; rb += rows_per_pass) {
+    const int64_t re = std::min(r1, rb + rows_per_pass);
+    int64_t c = 0;
+    for (; c + 4 <= n_cols; c += 4) bf16_rows<4, 4>(w, ws, rb, re, n, a + c * as, as, out + c * os, os);
+    for (; c < n_cols; ++c) bf16_rows<8, 1>(w, ws, rb, re, n, a + c * as, as, out + c * os, os);
+  }
+}
+
+template <MatmulFn F>
+float vec_dot(const void* w, const void* a, int64_t n) {
+  float out = 0;
+  F(static_cast<const uint8_t*>(w), 0, 0, 1, n, static_cast<const uint8_t*>(a), 0, 1, &out, 1);
+  return out;
+}
+
+double fma_peak_probe(int64_t n) {
+  __m512 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(static_cast<float>(i));
+  const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+  for (int64_t i = 0; i < n; ++i)
+    for (int k = 0; k < 12; ++k) acc[k] = _mm512_fmadd_ps(acc[k], m, c);
+  __m512 s = acc[0];
+  for (int i = 1; i < 12; ++i) s = _mm512_add_ps(s, acc[i]);
+  volatile float sink = _mm512_reduce_add_ps(s);
+  (void)sink;
+  return 2.0 * 16 * 12 * static_cast<double>(n);
+}
+
+}  // namespace
+
+void kernels_init_avx512(Kernels& k) {
+  k.isa = "avx512";
+  k.matmul_packed[dtype_index(DType::Q4_0)] = matmul_packed<true>;
+  k.matmul_packed[dtype_index(DType::Q8_0)] = matmul_packed<false>;
+  k.pack_weights[dtype_index(DType::Q4_0)] = true;
+  k.pack_weights[dtype_index(DType::Q8_0)] = true;
+  k.matmul[dtype_index(DType::F32)] = matmul_float<F32W, false>;
+  k.matmul[dtype_index(DType::F16)] = matmul_float<F16W, true>;
+  k.matmul[dtype_index(DType::BF16)] = matmul_bf16;
+  k.vec_dot[dtype_index(DType::F32)] = vec_dot<matmul_float<F32W, false>>;
+  k.vec_dot[dtype_index(DType::F16)] = vec_dot<matmul_float<F16W, true>>;
+  k.vec_dot[dtype_index(DType::BF16)] = vec_dot<matmul_bf16>;
+  k.fma_peak_probe = fma_peak_probe;
+}
+
+}  // namespace quarrel::cpu

@@ -1,0 +1,498 @@
+// The CUDA backend: weights resident in device memory in their own format,
+// an F16 KV cache, decode as one captured CUDA graph of fused kernels (five
+// per layer), prefill through cuBLAS.
+#include "cuda/backend.h"
+
+#include <cublas_v2.h>
+
+#include <cmath>
+#include <vector>
+
+#include "cuda/attention.cuh"
+#include "cuda/common.cuh"
+#include "cuda/matvec.cuh"
+#include "cuda/prefill.cuh"
+#include "runtime/sampler.h"
+
+namespace quarrel::cuda {
+
+namespace {
+
+using runtime::BatchEntry;
+using tensor::DType;
+
+struct DevMatrix {
+  DType type = DType::F32;
+  int rows = 0, cols = 0;
+  int64_t row_bytes = 0;
+  const uint8_t* data = nullptr;
+};
+
+struct DevLayer {
+  DevMatrix wqkv;                 // q, k and v rows stacked: (n_embd, q_dim + 2 kv_dim)
+  DevMatrix wq, wk, wv;           // views into wqkv, or their own copies when types differ
+  DevMatrix wo, w_gate, w_up, w_down;
+  const float* attn_norm = nullptr;
+  const float* ffn_norm = nullptr;
+  const float* bias_qkv = nullptr;  // q_dim + 2 kv_dim, or null
+};
+
+class DeviceArena {
+ public:
+  ~DeviceArena() {
+    for (void* p : blocks_) cudaFree(p);
+  }
+  template <typename T>
+  T* alloc(size_t count) {
+    void* p = nullptr;
+    if (count == 0) count = 1;
+    QUARREL_CUDA_CHECK(cudaMalloc(&p, count * sizeof(T)));
+    blocks_.push_back(p);
+    return static_cast<T*>(p);
+  }
+
+ private:
+  std::vector<void*> blocks_;
+};
+
+class CudaBackend final : public runtime::Backend {
+ public:
+  CudaBackend(const model::Model& m, runtime::BackendOptions opts);
+  ~CudaBackend() override;
+  std::string name() const override { return "cuda (" + device_name_ + ")"; }
+  const runtime::BackendOptions& options() const override { return opts_; }
+  const model::Config& config() const override { return c_; }
+  void forward(std::span<const BatchEntry> batch, float* logits) override;
+  int32_t decode_greedy(int32_t token, int32_t pos, int32_t seq) override;
+  int64_t bytes_per_token(int64_t n_past) const override;
+
+ private:
+  DevMatrix upload_matrix(const tensor::View& v);
+  const float* upload_floats(const float* p, size_t n);
+  void decode_step();   // the kernels of one decode step (captured into the graph)
+  void run_decode(int32_t token, int32_t pos, int32_t seq);
+  void prefill(std::span<const BatchEntry> batch, float* logits);
+  void gemm(const DevMatrix& w, const __half* x, int T, float* out, int64_t ld_out, float beta);
+
+  const model::Config& c_;
+  runtime::BackendOptions opts_;
+  std::string device_name_;
+  int n_sm_ = 0;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  DeviceArena arena_;
+
+  DevMatrix tok_embd_, output_;
+  const float* output_norm_ = nullptr;
+  const float* inv_freq_ = nullptr;
+  std::vector<DevLayer> layers_;
+  int64_t weight_bytes_ = 0;
+
+  __half* k_cache_ = nullptr;  // [layer][seq][pos][kv_dim]
+  __half* v_cache_ = nullptr;
+  int64_t layer_cache_ = 0;    // elements per layer
+
+  // Decode buffers.
+  int32_t* d_step_ = nullptr;  // {token, pos, seq}
+  int32_t* h_step_ = nullptr;  // pinned
+  float *d_x_ = nullptr, *d_q_ = nullptr, *d_h_ = nullptr, *d_logits_ = nullptr;
+  float *d_part_m_ = nullptr, *d_part_l_ = nullptr, *d_part_acc_ = nullptr;
+  unsigned long long* d_argmax_ = nullptr;
+  unsigned long long* h_argmax_ = nullptr;  // pinned
+  int n_split_ = 1;
+  cudaGraphExec_t graph_ = nullptr;
+
+  // Prefill buffers, sized for n_batch tokens.
+  int32_t *d_tokens_ = nullptr, *d_pos_ = nullptr, *d_seq_ = nullptr, *d_out_idx_ = nullptr;
+  int32_t* h_batch_ = nullptr;  // pinned: tokens, pos, seq, out_idx
+  float *p_x_ = nullptr, *p_q_ = nullptr, *p_k_ = nullptr, *p_v_ = nullptr, *p_attn_ = nullptr;
+  float *p_gate_ = nullptr, *p_up_ = nullptr, *p_logits_ = nullptr, *p_rows_ = nullptr;
+  __half* p_act_ = nullptr;  // rounded F16 activations
+  __half* p_w16_ = nullptr;  // weights expanded to F16 for one GEMM
+  void* cublas_ws_ = nullptr;
+};
+
+CudaBackend::CudaBackend(const model::Model& m, runtime::BackendOptions opts) : c_(m.config), opts_(opts) {
+  if (c_.n_rot != c_.head_dim) fail_message(cat("CUDA backend: partial rotary embeddings are not supported"));
+  if (c_.arch.qk_norm) fail_message(cat("CUDA backend: architecture '", c_.arch.name, "' (QK-norm) is not supported yet"));
+  cudaDeviceProp prop{};
+  QUARREL_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  device_name_ = prop.name;
+  n_sm_ = prop.multiProcessorCount;
+  QUARREL_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  if (cublasCreate(&cublas_) != CUBLAS_STATUS_SUCCESS) fail_message(cat("cuBLAS initialisation failed"));
+  cublasSetStream(cublas_, stream_);
+  // A fixed workspace, so cuBLAS allocates nothing after load.
+  const size_t ws = 64u << 20;
+  cublas_ws_ = arena_.alloc<uint8_t>(ws);
+  cublasSetWorkspace(cublas_, cublas_ws_, ws);
+
+  const model::Weights& w = m.weights;
+  tok_embd_ = upload_matrix(w.tok_embd);
+  output_ = c_.tied_output ? tok_embd_ : upload_matrix(w.output);
+  output_norm_ = upload_floats(reinterpret_cast<const float*>(w.output_norm.data), c_.n_embd);
+  {
+    // Per-pair rotation frequency; the CPU backend steps it the same way.
+    const int half = static_cast<int>(c_.head_dim / 2);
+    const float ts = std::pow(c_.rope_base, -2.0f / static_cast<float>(c_.n_rot));
+    const float* ff = w.rope_freqs.empty() ? nullptr : reinterpret_cast<const float*>(w.rope_freqs.data);
+    std::vector<float> f(half);
+    float t = 1.0f;
+    for (int i = 0; i < half; ++i) {
+      f[i] = c_.rope_freq_scale * (t / (ff ? ff[i] : 1.0f));
+      t *= ts;
+    }
+    inv_freq_ = upload_floats(f.data(), f.size());
+  }
+  int64_t max_convert = static_cast<int64_t>(output_.rows) * output_.cols;
+  for (const auto& L : w.layers) {
+    DevLayer d;
+    if (L.wq.type == L.wk.type && L.wq.type == L.wv.type) {
+      // Stack q, k and v so the decode kernel reads them in one launch.
+      const int64_t rb = L.wq.row_stride;
+      uint8_t* p = arena_.alloc<uint8_t>((L.wq.rows + L.wk.rows + L.wv.rows) * rb);
+      QUARREL_CUDA_CHECK(cudaMemcpy(p, L.wq.data, L.wq.n_bytes(), cudaMemcpyHostToDevice));
+      QUARREL_CUDA_CHECK(cudaMemcpy(p + L.wq.n_bytes(), L.wk.data, L.wk.n_bytes(), cudaMemcpyHostToDevice));
+      QUARREL_CUDA_CHECK(
+          cudaMemcpy(p + L.wq.n_bytes() + L.wk.n_bytes(), L.wv.data, L.wv.n_bytes(), cudaMemcpyHostToDevice));
+      d.wqkv = {L.wq.type, static_cast<int>(L.wq.rows + L.wk.rows + L.wv.rows), static_cast<int>(L.wq.cols), rb, p};
+      d.wq = {L.wq.type, static_cast<int>(L.wq.rows), static_cast<int>(L.wq.cols), rb, p};
+      d.wk = {L.wk.type, static_cast<int>(L.wk.rows), static_cast<int>(L.wk.cols), rb, p + L.wq.n_bytes()};
+      d.wv = {L.wv.type, static_cast<int>(L.wv.rows), static_cast<int>(L.wv.cols), rb,
+              p + L.wq.n_bytes() + L.wk.n_bytes()};
+      weight_bytes_ += L.wq.n_bytes() + L.wk.n_bytes() + L.wv.n_bytes();
+    } else {
+      // Mixed types (Q4_K_M keeps attn_v at Q6_K): three launches in decode.
+      d.wq = upload_matrix(L.wq);
+      d.wk = upload_matrix(L.wk);
+      d.wv = upload_matrix(L.wv);
+    }
+    if (L.w_gate.type != L.w_up.type) fail_message(cat("CUDA backend: ffn_gate and ffn_up have different types; not supported yet"));
+    d.wo = upload_matrix(L.wo);
+    d.w_gate = upload_matrix(L.w_gate);
+    d.w_up = upload_matrix(L.w_up);
+    d.w_down = upload_matrix(L.w_down);
+    d.attn_norm = upload_floats(reinterpret_cast<const float*>(L.attn_norm.data), c_.n_embd);
+    d.ffn_norm = upload_floats(reinterpret_cast<const float*>(L.ffn_norm.data), c_.n_embd);
+    if (!L.bq.empty()) {
+      std::vector<float> b;
+      for (const tensor::View* v : {&L.bq, &L.bk, &L.bv})
+        b.insert(b.end(), reinterpret_cast<const float*>(v->data), reinterpret_cast<const float*>(v->data) + v->cols);
+      d.bias_qkv = upload_floats(b.data(), b.size());
+    }
+    for (const DevMatrix* mm : {&d.wq, &d.wk, &d.wv, &d.wo, &d.w_gate, &d.w_up, &d.w_down})
+      max_convert = std::max<int64_t>(max_convert, static_cast<int64_t>(mm->rows) * mm->cols);
+    layers_.push_back(d);
+  }
+
+  const int64_t E = c_.n_embd, QD = c_.q_dim(), KVD = c_.kv_dim(), FF = c_.n_ff, V = c_.n_vocab;
+  layer_cache_ = static_cast<int64_t>(opts_.n_seq) * opts_.n_ctx * KVD;
+  k_cache_ = arena_.alloc<__half>(layer_cache_ * c_.n_layer);
+  v_cache_ = arena_.alloc<__half>(layer_cache_ * c_.n_layer);
+  QUARREL_CUDA_CHECK(cudaMemset(k_cache_, 0, layer_cache_ * c_.n_layer * sizeof(__half)));
+  QUARREL_CUDA_CHECK(cudaMemset(v_cache_, 0, layer_cache_ * c_.n_layer * sizeof(__half)));
+
+  n_split_ = (opts_.n_ctx + kAttentionSplit - 1) / kAttentionSplit;
+  d_step_ = arena_.alloc<int32_t>(4);
+  QUARREL_CUDA_CHECK(cudaMallocHost(&h_step_, 4 * sizeof(int32_t)));
+  QUARREL_CUDA_CHECK(cudaMallocHost(&h_argmax_, sizeof(unsigned long long)));
+  d_x_ = arena_.alloc<float>(E);
+  d_q_ = arena_.alloc<float>(QD);
+  d_h_ = arena_.alloc<float>(FF);
+  d_logits_ = arena_.alloc<float>(V);
+  d_part_m_ = arena_.alloc<float>(c_.n_head * n_split_);
+  d_part_l_ = arena_.alloc<float>(c_.n_head * n_split_);
+  d_part_acc_ = arena_.alloc<float>(c_.n_head * n_split_ * c_.head_dim);
+  d_argmax_ = arena_.alloc<unsigned long long>(1);
+
+  const int64_t B = opts_.n_batch;
+  const int64_t wide = std::max(E, std::max(QD, FF));
+  d_tokens_ = arena_.alloc<int32_t>(B);
+  d_pos_ = arena_.alloc<int32_t>(B);
+  d_seq_ = arena_.alloc<int32_t>(B);
+  d_out_idx_ = arena_.alloc<int32_t>(B);
+  QUARREL_CUDA_CHECK(cudaMallocHost(&h_batch_, 4 * B * sizeof(int32_t)));
+  p_x_ = arena_.alloc<float>(B * E);
+  p_q_ = arena_.alloc<float>(B * QD);
+  p_k_ = arena_.alloc<float>(B * KVD);
+  p_v_ = arena_.alloc<float>(B * KVD);
+  p_attn_ = arena_.alloc<float>(B * QD);
+  p_gate_ = arena_.alloc<float>(B * FF);
+  p_up_ = arena_.alloc<float>(B * FF);
+  p_rows_ = arena_.alloc<float>(B * E);
+  p_logits_ = arena_.alloc<float>(B * V);
+  p_act_ = arena_.alloc<__half>(B * wide);
+  bool any_non_f16 = output_.type != DType::F16;
+  for (const auto& L : layers_)
+    for (const DevMatrix* mm : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_down})
+      any_non_f16 |= mm->type != DType::F16;
+  p_w16_ = arena_.alloc<__half>(any_non_f16 ? max_convert : 1);
+  QUARREL_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
+CudaBackend::~CudaBackend() {
+  if (graph_) cudaGraphExecDestroy(graph_);
+  if (cublas_) cublasDestroy(cublas_);
+  if (h_step_) cudaFreeHost(h_step_);
+  if (h_argmax_) cudaFreeHost(h_argmax_);
+  if (h_batch_) cudaFreeHost(h_batch_);
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+DevMatrix CudaBackend::upload_matrix(const tensor::View& v) {
+  uint8_t* p = arena_.alloc<uint8_t>(v.n_bytes());
+  QUARREL_CUDA_CHECK(cudaMemcpy(p, v.data, v.n_bytes(), cudaMemcpyHostToDevice));
+  weight_bytes_ += v.n_bytes();
+  return {v.type, static_cast<int>(v.rows), static_cast<int>(v.cols), v.row_stride, p};
+}
+
+const float* CudaBackend::upload_floats(const float* src, size_t n) {
+  float* p = arena_.alloc<float>(n);
+  QUARREL_CUDA_CHECK(cudaMemcpy(p, src, n * sizeof(float), cudaMemcpyHostToDevice));
+  weight_bytes_ += n * sizeof(float);
+  return p;
+}
+
+int64_t CudaBackend::bytes_per_token(int64_t n_past) const {
+  // Every weight is read once per token, except the embedding table (one row)
+  // unless it doubles as the output head; plus the K and V of n_past positions.
+  int64_t bytes = weight_bytes_;
+  if (!c_.tied_output) bytes -= static_cast<int64_t>(tok_embd_.rows) * tok_embd_.row_bytes;
+  return bytes + 2 * c_.n_layer * n_past * c_.kv_dim() * static_cast<int64_t>(sizeof(__half));
+}
+
+void CudaBackend::decode_step() {
+  const int E = static_cast<int>(c_.n_embd);
+  QUARREL_CUDA_CHECK(cudaMemsetAsync(d_argmax_, 0, sizeof(unsigned long long), stream_));
+  embed_rows(tok_embd_.type, tok_embd_.data, tok_embd_.row_bytes, E, d_step_, 1, d_x_, stream_);
+  const AttentionShape sh{static_cast<int>(c_.n_head), static_cast<int>(c_.n_head_kv), static_cast<int>(c_.head_dim),
+                          opts_.n_ctx, 1.0f / std::sqrt(static_cast<float>(c_.head_dim))};
+  for (size_t il = 0; il < layers_.size(); ++il) {
+    const DevLayer& L = layers_[il];
+    __half* kc = k_cache_ + il * layer_cache_;
+    __half* vc = v_cache_ + il * layer_cache_;
+    MatvecArgs a;
+    a.k = E;
+    a.x = d_x_;
+    a.norm_w = L.attn_norm;
+    a.eps = c_.rms_eps;
+    a.out = d_q_;
+    a.bias = L.bias_qkv;
+    a.inv_freq = inv_freq_;
+    a.step = d_step_;
+    a.k_cache = kc;
+    a.v_cache = vc;
+    a.n_ctx = opts_.n_ctx;
+    a.n_head = sh.n_head;
+    a.n_head_kv = sh.n_head_kv;
+    a.head_dim = sh.head_dim;
+    a.neox = c_.arch.rope_neox;
+    if (L.wqkv.data) {
+      a.w = L.wqkv.data;
+      a.row_bytes = L.wqkv.row_bytes;
+      a.rows = L.wqkv.rows;
+      matvec(L.wqkv.type, MatvecInput::Norm, MatvecOutput::Qkv, a, n_sm_, stream_);
+    } else {
+      int base = 0;
+      for (const DevMatrix* mm : {&L.wq, &L.wk, &L.wv}) {
+        a.w = mm->data;
+        a.row_bytes = mm->row_bytes;
+        a.rows = mm->rows;
+        a.row_base = base;
+        matvec(mm->type, MatvecInput::Norm, MatvecOutput::Qkv, a, n_sm_, stream_);
+        base += mm->rows;
+      }
+    }
+
+    attention_decode(sh, d_q_, kc, vc, d_step_, n_split_, d_part_m_, d_part_l_, d_part_acc_, stream_);
+
+    MatvecArgs o;
+    o.w = L.wo.data;
+    o.row_bytes = L.wo.row_bytes;
+    o.rows = L.wo.rows;
+    o.k = L.wo.cols;
+    o.part_m = d_part_m_;
+    o.part_l = d_part_l_;
+    o.part_acc = d_part_acc_;
+    o.n_split = n_split_;
+    o.head_dim = sh.head_dim;
+    o.out = d_x_;
+    matvec(L.wo.type, MatvecInput::Attention, MatvecOutput::Residual, o, n_sm_, stream_);
+
+    MatvecArgs g;
+    g.w = L.w_gate.data;
+    g.w2 = L.w_up.data;
+    g.row_bytes = L.w_gate.row_bytes;
+    g.rows = L.w_gate.rows;
+    g.k = E;
+    g.x = d_x_;
+    g.norm_w = L.ffn_norm;
+    g.eps = c_.rms_eps;
+    g.out = d_h_;
+    matvec(L.w_gate.type, MatvecInput::Norm, MatvecOutput::Swiglu, g, n_sm_, stream_);
+
+    MatvecArgs dn;
+    dn.w = L.w_down.data;
+    dn.row_bytes = L.w_down.row_bytes;
+    dn.rows = L.w_down.rows;
+    dn.k = L.w_down.cols;
+    dn.x = d_h_;
+    dn.out = d_x_;
+    matvec(L.w_down.type, MatvecInput::Plain, MatvecOutput::Residual, dn, n_sm_, stream_);
+  }
+  MatvecArgs lm;
+  lm.w = output_.data;
+  lm.row_bytes = output_.row_bytes;
+  lm.rows = output_.rows;
+  lm.k = E;
+  lm.x = d_x_;
+  lm.norm_w = output_norm_;
+  lm.eps = c_.rms_eps;
+  lm.out = d_logits_;
+  lm.argmax = d_argmax_;
+  matvec(output_.type, MatvecInput::Norm, MatvecOutput::Logits, lm, n_sm_, stream_);
+}
+
+void CudaBackend::run_decode(int32_t token, int32_t pos, int32_t seq) {
+  if (!graph_) {
+    // Capture once; every later token replays the same graph with a new step.
+    cudaGraph_t g = nullptr;
+    QUARREL_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    try {
+      decode_step();
+    } catch (...) {
+      cudaStreamEndCapture(stream_, &g);
+      if (g) cudaGraphDestroy(g);
+      throw;
+    }
+    QUARREL_CUDA_CHECK(cudaStreamEndCapture(stream_, &g));
+    QUARREL_CUDA_CHECK(cudaGraphInstantiate(&graph_, g, 0));
+    QUARREL_CUDA_CHECK(cudaGraphDestroy(g));
+  }
+  h_step_[0] = token;
+  h_step_[1] = pos;
+  h_step_[2] = seq;
+  QUARREL_CUDA_CHECK(cudaMemcpyAsync(d_step_, h_step_, 3 * sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
+  QUARREL_CUDA_CHECK(cudaGraphLaunch(graph_, stream_));
+}
+
+int32_t CudaBackend::decode_greedy(int32_t token, int32_t pos, int32_t seq) {
+  const BatchEntry e{token, pos, seq, true};
+  runtime::validate_batch({&e, 1}, c_, opts_);
+  run_decode(token, pos, seq);
+  QUARREL_CUDA_CHECK(cudaMemcpyAsync(h_argmax_, d_argmax_, sizeof(unsigned long long), cudaMemcpyDeviceToHost, stream_));
+  QUARREL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  return static_cast<int32_t>(~static_cast<uint32_t>(*h_argmax_ & 0xffffffffu));
+}
+
+void CudaBackend::forward(std::span<const BatchEntry> batch, float* logits) {
+  runtime::validate_batch(batch, c_, opts_);
+  if (batch.size() == 1) {
+    run_decode(batch[0].token, batch[0].pos, batch[0].seq);
+    if (batch[0].want_logits)
+      QUARREL_CUDA_CHECK(
+          cudaMemcpyAsync(logits, d_logits_, c_.n_vocab * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    QUARREL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return;
+  }
+  prefill(batch, logits);
+}
+
+void CudaBackend::gemm(const DevMatrix& w, const __half* x, int T, float* out, int64_t ld_out, float beta) {
+  const __half* w16 = reinterpret_cast<const __half*>(w.data);
+  if (w.type != DType::F16) {
+    weights_to_f16(w.type, w.data, w.row_bytes, w.rows, w.cols, p_w16_, stream_);
+    w16 = p_w16_;
+  }
+  gemm_f16(cublas_, w16, w.rows, w.cols, x, T, out, ld_out, beta);
+}
+
+void CudaBackend::prefill(std::span<const BatchEntry> batch, float* logits) {
+  const int T = static_cast<int>(batch.size());
+  const int E = static_cast<int>(c_.n_embd), QD = static_cast<int>(c_.q_dim()), KVD = static_cast<int>(c_.kv_dim());
+  const int FF = static_cast<int>(c_.n_ff);
+  int n_out = 0;
+  int32_t* h_tok = h_batch_;
+  int32_t* h_pos = h_batch_ + opts_.n_batch;
+  int32_t* h_seq = h_batch_ + 2 * opts_.n_batch;
+  int32_t* h_out = h_batch_ + 3 * opts_.n_batch;
+  for (int t = 0; t < T; ++t) {
+    h_tok[t] = batch[t].token;
+    h_pos[t] = batch[t].pos;
+    h_seq[t] = batch[t].seq;
+    if (batch[t].want_logits) h_out[n_out++] = t;
+  }
+  QUARREL_CUDA_CHECK(cudaMemcpyAsync(d_tokens_, h_tok, T * sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
+  QUARREL_CUDA_CHECK(cudaMemcpyAsync(d_pos_, h_pos, T * sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
+  QUARREL_CUDA_CHECK(cudaMemcpyAsync(d_seq_, h_seq, T * sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
+  QUARREL_CUDA_CHECK(cudaMemcpyAsync(d_out_idx_, h_out, std::max(n_out, 1) * sizeof(int32_t), cudaMemcpyHostToDevice,
+                                     stream_));
+
+  embed_rows(tok_embd_.type, tok_embd_.data, tok_embd_.row_bytes, E, d_tokens_, T, p_x_, stream_);
+  const AttentionShape sh{static_cast<int>(c_.n_head), static_cast<int>(c_.n_head_kv), static_cast<int>(c_.head_dim),
+                          opts_.n_ctx, 1.0f / std::sqrt(static_cast<float>(c_.head_dim))};
+  const RopeArgs ra{sh.n_head, sh.n_head_kv, sh.head_dim, opts_.n_ctx, c_.arch.rope_neox, inv_freq_, nullptr};
+  for (size_t il = 0; il < layers_.size(); ++il) {
+    const DevLayer& L = layers_[il];
+    __half* kc = k_cache_ + il * layer_cache_;
+    __half* vc = v_cache_ + il * layer_cache_;
+    // The activation rounding depends on the weight type, so q, k and v of
+    // different types each get their own copy of the normalised input.
+    rows_to_f16(L.wq.type, RowOp::Norm, p_x_, nullptr, E, L.attn_norm, c_.rms_eps, T, E, p_act_, stream_);
+    gemm(L.wq, p_act_, T, p_q_, QD, 0.0f);
+    if (L.wk.type != L.wq.type)
+      rows_to_f16(L.wk.type, RowOp::Norm, p_x_, nullptr, E, L.attn_norm, c_.rms_eps, T, E, p_act_, stream_);
+    gemm(L.wk, p_act_, T, p_k_, KVD, 0.0f);
+    if (L.wv.type != L.wk.type)
+      rows_to_f16(L.wv.type, RowOp::Norm, p_x_, nullptr, E, L.attn_norm, c_.rms_eps, T, E, p_act_, stream_);
+    gemm(L.wv, p_act_, T, p_v_, KVD, 0.0f);
+    RopeArgs r = ra;
+    r.bias = L.bias_qkv;
+    rope_and_store(r, T, p_q_, p_k_, p_v_, d_pos_, d_seq_, kc, vc, stream_);
+    attention_prefill(sh, T, p_q_, kc, vc, d_pos_, d_seq_, p_attn_, stream_);
+    rows_to_f16(L.wo.type, RowOp::Plain, p_attn_, nullptr, QD, nullptr, 0, T, QD, p_act_, stream_);
+    gemm(L.wo, p_act_, T, p_x_, E, 1.0f);
+    rows_to_f16(L.w_gate.type, RowOp::Norm, p_x_, nullptr, E, L.ffn_norm, c_.rms_eps, T, E, p_act_, stream_);
+    gemm(L.w_gate, p_act_, T, p_gate_, FF, 0.0f);
+    gemm(L.w_up, p_act_, T, p_up_, FF, 0.0f);
+    rows_to_f16(L.w_down.type, RowOp::Swiglu, p_gate_, p_up_, FF, nullptr, 0, T, FF, p_act_, stream_);
+    gemm(L.w_down, p_act_, T, p_x_, E, 1.0f);
+  }
+  if (n_out > 0) {
+    gather_rows(p_x_, d_out_idx_, n_out, E, p_rows_, stream_);
+    rows_to_f16(output_.type, RowOp::Norm, p_rows_, nullptr, E, output_norm_, c_.rms_eps, n_out, E, p_act_, stream_);
+    gemm(output_, p_act_, n_out, p_logits_, c_.n_vocab, 0.0f);
+    QUARREL_CUDA_CHECK(cudaMemcpyAsync(logits, p_logits_, static_cast<size_t>(n_out) * c_.n_vocab * sizeof(float),
+                                       cudaMemcpyDeviceToHost, stream_));
+  }
+  QUARREL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+}  // namespace
+
+int device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky "no driver" error
+    return 0;
+  }
+  return n;
+}
+
+void dequantize_on_device(DType t, const uint8_t* src, int64_t row_bytes, int rows, int k, float* dst) {
+  uint8_t* d_src = nullptr;
+  float* d_dst = nullptr;
+  QUARREL_CUDA_CHECK(cudaMalloc(&d_src, row_bytes * rows));
+  QUARREL_CUDA_CHECK(cudaMalloc(&d_dst, sizeof(float) * k * rows));
+  QUARREL_CUDA_CHECK(cudaMemcpy(d_src, src, row_bytes * rows, cudaMemcpyHostToDevice));
+  dequantize_rows(t, d_src, row_bytes, rows, k, d_dst, nullptr);
+  QUARREL_CUDA_CHECK(cudaMemcpy(dst, d_dst, sizeof(float) * k * rows, cudaMemcpyDeviceToHost));
+  cudaFree(d_src);
+  cudaFree(d_dst);
+}
+
+std::unique_ptr<runtime::Backend> make_backend(const model::Model& m, runtime::BackendOptions opts) {
+  return with_context("CUDA backend", [&] { return std::unique_ptr<runtime::Backend>(new CudaBackend(m, opts)); });
+}
+
+}  // namespace quarrel::cuda

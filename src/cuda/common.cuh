@@ -1,0 +1,62 @@
+#pragma once
+// Shared by every CUDA file: the error check that records file and line, and
+// warp-level reductions.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <sstream>
+#include <string>
+
+#include "common/error.h"
+
+#define QUARREL_CUDA_CHECK(call) ::quarrel::cuda::check_status((call), #call, __FILE__, __LINE__)
+
+namespace quarrel::cuda {
+
+// Concatenates its arguments into one message (fmt is not usable under nvcc).
+template <typename... Args>
+std::string cat(const Args&... args) {
+  std::ostringstream os;
+  (os << ... << args);
+  return os.str();
+}
+
+inline void check_status(cudaError_t e, const char* what, const char* file, int line) {
+  if (e != cudaSuccess)
+    fail_message(cat("CUDA error '", cudaGetErrorString(e), "' at ", file, ":", line, " (", what, ")"));
+}
+
+constexpr int kWarp = 32;
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Sum over the whole block (blockDim.x a multiple of 32, at most 1024).
+__device__ __forceinline__ float block_sum(float v, float* scratch32) {
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+  v = warp_sum(v);
+  __syncthreads();
+  if (lane == 0) scratch32[warp] = v;
+  __syncthreads();
+  const int n_warps = blockDim.x / kWarp;
+  v = lane < n_warps ? scratch32[lane] : 0.0f;
+  return warp_sum(v);
+}
+
+// Activations live in shared memory as 33 floats per 32 elements: a lane that
+// walks its own 32-element chunk then hits a different bank from its neighbours.
+__device__ __forceinline__ int padded(int i) { return i + (i >> 5); }
+__host__ __device__ constexpr int padded_size(int n) { return n + n / 32 + 1; }
+
+}  // namespace quarrel::cuda

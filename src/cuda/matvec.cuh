@@ -1,0 +1,61 @@
+#pragma once
+// Fused decode matvec: one kernel reads its input (with RMSNorm, or by
+// combining split attention), rounds it like the CPU backend, multiplies by a
+// weight matrix and applies an epilogue (RoPE + KV write, residual add,
+// SwiGLU, or logits with argmax), so decode needs five kernels per layer.
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "tensor/dtype.h"
+
+namespace quarrel::cuda {
+
+enum class MatvecInput { Norm, Plain, Attention };
+enum class MatvecOutput { Qkv, Residual, Swiglu, Logits };
+
+struct MatvecArgs {
+  // Weights: rows of `k` elements; w2 is the second matrix of SwiGLU (up).
+  const uint8_t* w = nullptr;
+  const uint8_t* w2 = nullptr;
+  int64_t row_bytes = 0;
+  int rows = 0;  // output rows (for Qkv: q_dim + 2 * kv_dim)
+  int row_base = 0;  // Qkv: index of this matrix's first row among q|k|v rows
+  int k = 0;
+
+  // Input.
+  const float* x = nullptr;       // Norm / Plain: k floats
+  const float* norm_w = nullptr;  // Norm: k floats
+  float eps = 0;
+  // Attention: partial results of split-KV attention to combine first.
+  const float* part_m = nullptr;    // [n_head][n_split]
+  const float* part_l = nullptr;    // [n_head][n_split]
+  const float* part_acc = nullptr;  // [n_head][n_split][head_dim]
+  int n_split = 0;
+
+  // Output.
+  float* out = nullptr;  // Residual: += ; Swiglu: h ; Logits: logits ; Qkv: q
+  // Qkv epilogue.
+  const float* bias = nullptr;  // q_dim + 2 * kv_dim, or null
+  const float* inv_freq = nullptr;  // head_dim / 2: frequency of each rotated pair
+  const int32_t* step = nullptr;    // device {token, pos, seq}
+  __half* k_cache = nullptr;        // this layer's, [seq][pos][kv_dim]
+  __half* v_cache = nullptr;
+  int n_ctx = 0;
+  int n_head = 0, n_head_kv = 0, head_dim = 0;
+  bool neox = false;
+  // Logits epilogue: packed (value, index) maximum for greedy sampling.
+  unsigned long long* argmax = nullptr;
+};
+
+// Launches on stream; the weight type and the activation type pick the
+// template instance. Throws quarrel::Error for a type without a kernel.
+void matvec(tensor::DType wtype, MatvecInput in, MatvecOutput out, const MatvecArgs& a, int n_sm, cudaStream_t s);
+
+// Decodes n_rows rows of any supported type into floats (tests compare this
+// with the CPU reference).
+void dequantize_rows(tensor::DType t, const uint8_t* src, int64_t row_bytes, int n_rows, int k, float* dst,
+                     cudaStream_t s);
+
+}  // namespace quarrel::cuda

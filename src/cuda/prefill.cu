@@ -1,0 +1,185 @@
+#include "cuda/common.cuh"
+#include "cuda/dequant.cuh"
+#include "cuda/prefill.cuh"
+
+namespace quarrel::cuda {
+
+namespace {
+
+template <DType WT>
+__global__ void embed_kernel(const uint8_t* table, int64_t row_bytes, int k, const int32_t* tokens, float* x) {
+  const int t = blockIdx.x;
+  const uint8_t* row = table + static_cast<int64_t>(tokens[t]) * row_bytes;
+  float v[32];
+  for (int c = threadIdx.x; c < k / 32; c += blockDim.x) {
+    dequant32<WT>(row, c, v);
+    for (int j = 0; j < 32; ++j) x[static_cast<int64_t>(t) * k + 32 * c + j] = v[j];
+  }
+}
+
+template <DType VT>
+__global__ void rows_to_f16_kernel(RowOp op, const float* x, const float* x2, int64_t stride, const float* norm_w,
+                                   float eps, int k, __half* out) {
+  extern __shared__ float xs[];
+  __shared__ float red[32];
+  const int t = blockIdx.x;
+  const float* xr = x + t * stride;
+  if (op == RowOp::Norm) {
+    float ss = 0;
+    for (int i = threadIdx.x; i < k; i += blockDim.x) ss += xr[i] * xr[i];
+    ss = block_sum(ss, red);
+    const float scale = rsqrtf(ss / k + eps);
+    for (int i = threadIdx.x; i < k; i += blockDim.x) xs[padded(i)] = (xr[i] * scale) * norm_w[i];
+  } else if (op == RowOp::Swiglu) {
+    const float* ur = x2 + t * stride;
+    for (int i = threadIdx.x; i < k; i += blockDim.x) {
+      const float g = xr[i];
+      xs[padded(i)] = g / (1.0f + __expf(-g)) * ur[i];
+    }
+  } else {
+    for (int i = threadIdx.x; i < k; i += blockDim.x) xs[padded(i)] = xr[i];
+  }
+  __syncthreads();
+  round_activations<VT>(xs, k);
+  for (int i = threadIdx.x; i < k; i += blockDim.x) out[static_cast<int64_t>(t) * k + i] = __float2half_rn(xs[padded(i)]);
+}
+
+__global__ void gather_kernel(const float* x, const int32_t* idx, int k, float* out) {
+  const int i = blockIdx.x;
+  for (int j = threadIdx.x; j < k; j += blockDim.x)
+    out[static_cast<int64_t>(i) * k + j] = x[static_cast<int64_t>(idx[i]) * k + j];
+}
+
+template <DType WT>
+__global__ void weights_to_f16_kernel(const uint8_t* w, int64_t row_bytes, int rows, int k, __half* out) {
+  const int n_chunks = k / 32;
+  const int64_t total = static_cast<int64_t>(rows) * n_chunks;
+  float v[32];
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = i / n_chunks;
+    const int c = static_cast<int>(i % n_chunks);
+    dequant32<WT>(w + r * row_bytes, c, v);
+    __half2* o = reinterpret_cast<__half2*>(out + r * k + 32 * c);
+    for (int j = 0; j < 16; ++j) o[j] = __floats2half2_rn(v[2 * j], v[2 * j + 1]);
+  }
+}
+
+__global__ void rope_store_kernel(RopeArgs a, float* q, const float* k, const float* v, const int32_t* pos_arr,
+                                  const int32_t* seq_arr, __half* k_cache, __half* v_cache) {
+  const int t = blockIdx.x;
+  const int half = a.head_dim / 2;
+  const int q_dim = a.n_head * a.head_dim, kv_dim = a.n_head_kv * a.head_dim;
+  const int pos = pos_arr[t], seq = seq_arr[t];
+  const int n_pairs = (q_dim + 2 * kv_dim) / 2;
+  const int64_t cache_off = (static_cast<int64_t>(seq) * a.n_ctx + pos) * kv_dim;
+  for (int u = threadIdx.x; u < n_pairs; u += blockDim.x) {
+    const int row = 2 * u;
+    const int head = row / a.head_dim, i = u % half, base = head * a.head_dim;
+    const int ra = base + (a.neox ? i : 2 * i), rb = base + (a.neox ? i + half : 2 * i + 1);
+    float va, vb;
+    if (ra < q_dim) {
+      va = q[static_cast<int64_t>(t) * q_dim + ra];
+      vb = q[static_cast<int64_t>(t) * q_dim + rb];
+    } else if (ra < q_dim + kv_dim) {
+      va = k[static_cast<int64_t>(t) * kv_dim + ra - q_dim];
+      vb = k[static_cast<int64_t>(t) * kv_dim + rb - q_dim];
+    } else {
+      va = v[static_cast<int64_t>(t) * kv_dim + ra - q_dim - kv_dim];
+      vb = v[static_cast<int64_t>(t) * kv_dim + rb - q_dim - kv_dim];
+    }
+    if (a.bias) {
+      va += a.bias[ra];
+      vb += a.bias[rb];
+    }
+    if (ra < q_dim + kv_dim) {
+      float sn, cs;
+      sincosf(static_cast<float>(pos) * a.inv_freq[i], &sn, &cs);
+      const float x0 = va, x1 = vb;
+      va = x0 * cs - x1 * sn;
+      vb = x0 * sn + x1 * cs;
+    }
+    if (ra < q_dim) {
+      q[static_cast<int64_t>(t) * q_dim + ra] = va;
+      q[static_cast<int64_t>(t) * q_dim + rb] = vb;
+    } else {
+      const bool is_k = ra < q_dim + kv_dim;
+      const int off = is_k ? q_dim : q_dim + kv_dim;
+      __half* c = (is_k ? k_cache : v_cache) + cache_off;
+      c[ra - off] = __float2half_rn(va);
+      c[rb - off] = __float2half_rn(vb);
+    }
+  }
+}
+
+}  // namespace
+
+#define QUARREL_WEIGHT_TYPES(X) \
+  X(F32, F32) X(F16, F16) X(BF16, BF16) X(Q8_0, Q8_0) X(Q4_0, Q8_0) X(Q5_0, Q8_0) X(Q4_1, Q8_1) X(Q5_1, Q8_1) \
+  X(Q2_K, Q8_K) X(Q3_K, Q8_K) X(Q4_K, Q8_K) X(Q5_K, Q8_K) X(Q6_K, Q8_K)
+
+void embed_rows(DType t, const uint8_t* table, int64_t row_bytes, int k, const int32_t* tokens, int T, float* x,
+                cudaStream_t s) {
+  switch (t) {
+#define X(W, V) \
+  case DType::W: embed_kernel<DType::W><<<T, 64, 0, s>>>(table, row_bytes, k, tokens, x); break;
+    QUARREL_WEIGHT_TYPES(X)
+#undef X
+    default: fail_message(cat("CUDA embedding: type ", tensor::dtype_name(t), " is not supported"));
+  }
+  QUARREL_CUDA_CHECK(cudaGetLastError());
+}
+
+void rows_to_f16(DType wtype, RowOp op, const float* x, const float* x2, int64_t stride, const float* norm_w, float eps,
+                 int T, int k, __half* out, cudaStream_t s) {
+  const size_t smem = padded_size(k) * sizeof(float);
+  switch (wtype) {
+#define X(W, V)                                                                                                  \
+  case DType::W: {                                                                                               \
+    auto kern = rows_to_f16_kernel<DType::V>;                                                                    \
+    QUARREL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024));     \
+    kern<<<T, 256, smem, s>>>(op, x, x2, stride, norm_w, eps, k, out);                                           \
+    break;                                                                                                       \
+  }
+    QUARREL_WEIGHT_TYPES(X)
+#undef X
+    default: fail_message(cat("CUDA rows_to_f16: type ", tensor::dtype_name(wtype), " is not supported"));
+  }
+  QUARREL_CUDA_CHECK(cudaGetLastError());
+}
+
+void gather_rows(const float* x, const int32_t* idx, int n, int k, float* out, cudaStream_t s) {
+  gather_kernel<<<n, 256, 0, s>>>(x, idx, k, out);
+  QUARREL_CUDA_CHECK(cudaGetLastError());
+}
+
+void weights_to_f16(DType t, const uint8_t* w, int64_t row_bytes, int rows, int k, __half* out, cudaStream_t s) {
+  const int64_t work = static_cast<int64_t>(rows) * (k / 32);
+  const int blocks = static_cast<int>(std::min<int64_t>((work + 255) / 256, 8192));
+  switch (t) {
+#define X(W, V) \
+  case DType::W: weights_to_f16_kernel<DType::W><<<blocks, 256, 0, s>>>(w, row_bytes, rows, k, out); break;
+    QUARREL_WEIGHT_TYPES(X)
+#undef X
+    default: fail_message(cat("CUDA weights_to_f16: type ", tensor::dtype_name(t), " is not supported"));
+  }
+  QUARREL_CUDA_CHECK(cudaGetLastError());
+}
+
+void gemm_f16(cublasHandle_t h, const __half* w, int rows, int k, const __half* x, int T, float* out, int64_t ld_out,
+              float beta) {
+  const float alpha = 1.0f;
+  // Column-major view: out (rows x T) = W^T (W stored k x rows) * X (k x T).
+  cublasStatus_t st = cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, rows, T, k, &alpha, w, CUDA_R_16F, k, x, CUDA_R_16F,
+                                   k, &beta, out, CUDA_R_32F, static_cast<int>(ld_out), CUBLAS_COMPUTE_32F,
+                                   CUBLAS_GEMM_DEFAULT);
+  if (st != CUBLAS_STATUS_SUCCESS) fail_message(cat("cuBLAS GEMM failed with status ", static_cast<int>(st)));
+}
+
+void rope_and_store(const RopeArgs& a, int T, float* q, const float* k, const float* v, const int32_t* pos,
+                    const int32_t* seq, __half* k_cache, __half* v_cache, cudaStream_t s) {
+  rope_store_kernel<<<T, 256, 0, s>>>(a, q, k, v, pos, seq, k_cache, v_cache);
+  QUARREL_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace quarrel::cuda

@@ -1,0 +1,47 @@
+#pragma once
+// The batched (prefill) path: activations are normalised and rounded into F16
+// rows, weights are expanded to F16 when they are not already, and cuBLAS does
+// the GEMMs; small kernels do RoPE, the KV write and SwiGLU in between.
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "tensor/dtype.h"
+
+namespace quarrel::cuda {
+
+// x[t] = row tokens[t] of the embedding table (any weight type), t < T.
+void embed_rows(tensor::DType t, const uint8_t* table, int64_t row_bytes, int k, const int32_t* tokens, int T,
+                float* x, cudaStream_t s);
+
+enum class RowOp { Norm, Plain, Swiglu };
+// For each of T rows: optional RMSNorm (norm_w) or SwiGLU (x = gate, x2 = up),
+// then the activation rounding of weight type wtype, written as F16 for cuBLAS.
+// Rows come from x with stride `stride`; row t of the result lands at out + t * k.
+void rows_to_f16(tensor::DType wtype, RowOp op, const float* x, const float* x2, int64_t stride, const float* norm_w,
+                 float eps, int T, int k, __half* out, cudaStream_t s);
+// Same rows gathered by index: rows idx[i] of x (for the output head).
+void gather_rows(const float* x, const int32_t* idx, int n, int k, float* out, cudaStream_t s);
+
+// Expands a weight matrix to F16 (rows x k).
+void weights_to_f16(tensor::DType t, const uint8_t* w, int64_t row_bytes, int rows, int k, __half* out,
+                    cudaStream_t s);
+
+// out[t][0..rows) = beta * out + W x[t]: W is rows x k F16, x is T x k F16.
+void gemm_f16(cublasHandle_t h, const __half* w, int rows, int k, const __half* x, int T, float* out, int64_t ld_out,
+              float beta);
+
+struct RopeArgs {
+  int n_head, n_head_kv, head_dim, n_ctx;
+  bool neox;
+  const float* inv_freq;  // head_dim / 2
+  const float* bias;      // q_dim + 2 kv_dim or null
+};
+// q[T][q_dim], k[T][kv_dim], v[T][kv_dim]: adds bias, rotates q and k, and
+// writes k and v to the F16 cache at (seq[t], pos[t]).
+void rope_and_store(const RopeArgs& a, int T, float* q, const float* k, const float* v, const int32_t* pos,
+                    const int32_t* seq, __half* k_cache, __half* v_cache, cudaStream_t s);
+
+}  // namespace quarrel::cuda

@@ -1,0 +1,169 @@
+// The CUDA backend against the CPU backend: every device decoder on random
+// blocks, logits of every test model (prefill and decode paths), and greedy
+// generation of the demo model. Skips, saying why, where no GPU is present.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "model/model.h"
+#include "runtime/backend.h"
+#include "runtime/sampler.h"
+#include "runtime/session.h"
+#include "tensor/quants.h"
+#include "test_support.h"
+#if defined(QUARREL_HAVE_CUDA)
+#include "cuda/backend.h"
+#endif
+
+namespace quarrel {
+namespace {
+
+using tensor::DType;
+
+#define REQUIRE_GPU()                                                      \
+  if (!runtime::cuda_available()) GTEST_SKIP() << "no CUDA device present"
+
+double rel_l2(const float* got, const float* want, int64_t n) {
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    num += (got[i] - want[i]) * static_cast<double>(got[i] - want[i]);
+    den += want[i] * static_cast<double>(want[i]);
+  }
+  return std::sqrt(num / den);
+}
+
+TEST(Cuda, DequantizeMatchesCpuReference) {
+  REQUIRE_GPU();
+#if defined(QUARREL_HAVE_CUDA)
+  std::random_device rd;
+  const unsigned seed = rd();
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> uni(-2.0f, 2.0f);
+  const int rows = 3, k = 512;
+  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0,
+                  DType::Q5_1, DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+    const int64_t rb = tensor::row_bytes(t, k);
+    std::vector<uint8_t> raw(rb * rows);
+    // Random bytes are valid blocks for every type once the scales are finite
+    // and small, so overwrite each block's F16 scales with a small random value.
+    for (auto& b : raw) b = static_cast<uint8_t>(rng());
+    if (t == DType::F32 || t == DType::F16 || t == DType::BF16) {
+      std::vector<float> f(k);
+      for (int r = 0; r < rows; ++r) {
+        for (auto& v : f) v = uni(rng);
+        tensor::quantize_row(t, f.data(), raw.data() + r * rb, k);
+      }
+    } else {
+      const auto& info = tensor::dtype_info(t);
+      const int nb = static_cast<int>(raw.size() / info.type_size);
+      for (int b = 0; b < nb; ++b) {
+        uint8_t* blk = raw.data() + b * info.type_size;
+        auto set_half = [&](int off) {
+          const uint16_t h = 0x2000 | (rng() & 0x3ff);  // about 0.008..0.016
+          blk[off] = h & 0xff;
+          blk[off + 1] = h >> 8;
+        };
+        switch (t) {
+          case DType::Q4_0: case DType::Q5_0: case DType::Q8_0: set_half(0); break;
+          case DType::Q4_1: case DType::Q5_1: set_half(0); set_half(2); break;
+          case DType::Q2_K: set_half(80); set_half(82); break;
+          case DType::Q3_K: set_half(108); break;
+          case DType::Q4_K: case DType::Q5_K: set_half(0); set_half(2); break;
+          case DType::Q6_K: set_half(208); break;
+          default: break;
+        }
+      }
+    }
+    std::vector<float> want(k * rows), got(k * rows, NAN);
+    for (int r = 0; r < rows; ++r) tensor::dequantize_row(t, raw.data() + r * rb, want.data() + r * k, k);
+    cuda::dequantize_on_device(t, raw.data(), rb, rows, k, got.data());
+    for (int i = 0; i < k * rows; ++i)
+      ASSERT_NEAR(got[i], want[i], 1e-6 * std::max(1.0f, std::fabs(want[i])))
+          << tensor::dtype_name(t) << " element " << i << " (seed " << seed << ")";
+  }
+#endif
+}
+
+struct ModelCase {
+  std::string path;
+  double tol;
+};
+
+std::vector<ModelCase> model_cases() {
+  std::vector<ModelCase> cases;
+  auto add = [&](const std::string& rel) {
+    const std::string p = test::repo_path(rel);
+    if (!std::filesystem::exists(p)) return;
+    const bool is_float = rel.find("f16") != std::string::npos || rel.find("f32") != std::string::npos ||
+                          rel.find("bf16") != std::string::npos;
+    cases.push_back({p, is_float ? 2e-3 : 1e-2});
+  };
+  add("models/kjv-7m-q8_0.gguf");
+  for (const auto& e : std::filesystem::directory_iterator(test::repo_path("tests/data/models")))
+    add("tests/data/models/" + e.path().filename().string());
+  return cases;
+}
+
+TEST(Cuda, LogitsMatchCpuBackend) {
+  REQUIRE_GPU();
+  const std::vector<int32_t> prompt = {1, 450, 2117, 2410, 310, 3444, 338, 263, 1243, 310, 278};
+  const std::vector<int32_t> follow = {29, 13, 1576, 338, 1900, 4029};
+  for (const auto& mc : model_cases()) {
+    SCOPED_TRACE(mc.path);
+    auto m = model::Model::load(mc.path);
+    runtime::BackendOptions bo;
+    bo.n_threads = 2;
+    bo.n_ctx = 128;
+    auto cpu = runtime::make_backend(runtime::BackendKind::Cpu, *m, bo);
+    auto gpu = runtime::make_backend(runtime::BackendKind::Cuda, *m, bo);
+    runtime::Session sc(*cpu, m->config), sg(*gpu, m->config);
+    const int64_t V = m->config.n_vocab;
+    const float* pc = sc.eval(prompt);
+    std::vector<float> cpu_logits(pc, pc + V);
+    const float* pg = sg.eval(prompt);
+    const double e_prefill = rel_l2(pg, cpu_logits.data(), V);
+    std::printf("%s prefill: relative L2 %.3g\n", mc.path.c_str(), e_prefill);
+    EXPECT_LE(e_prefill, mc.tol) << "prefill logits";
+    for (int32_t t : follow) {
+      const int32_t one[1] = {t};
+      const float* c1 = sc.eval(one);
+      std::vector<float> cl(c1, c1 + V);
+      const float* g1 = sg.eval(one);
+      const double e = rel_l2(g1, cl.data(), V);
+      EXPECT_LE(e, mc.tol) << "decode logits after token " << t;
+    }
+  }
+}
+
+TEST(Cuda, GreedyGenerationMatchesCpu) {
+  REQUIRE_GPU();
+  auto m = model::Model::load(test::repo_path("models/kjv-7m-q8_0.gguf"));
+  runtime::BackendOptions bo;
+  bo.n_threads = 2;
+  bo.n_ctx = 256;
+  auto cpu = runtime::make_backend(runtime::BackendKind::Cpu, *m, bo);
+  auto gpu = runtime::make_backend(runtime::BackendKind::Cuda, *m, bo);
+  std::ifstream in(test::repo_path("tests/data/ref/kjv-7m-q8_0.moses.json"));
+  const std::vector<int32_t> prompt = nlohmann::json::parse(in)["prompt_tokens"].get<std::vector<int32_t>>();
+  auto generate = [&](runtime::Backend& b) {
+    runtime::Session s(b, m->config);
+    const float* l = s.eval(prompt);
+    int32_t next = runtime::argmax(l, static_cast<int32_t>(m->config.n_vocab));
+    std::vector<int32_t> out = {next};
+    for (int i = 1; i < 64; ++i) {
+      next = b.decode_greedy(next, static_cast<int32_t>(prompt.size()) + i - 1, 0);
+      out.push_back(next);
+    }
+    return out;
+  };
+  EXPECT_EQ(generate(*cpu), generate(*gpu));
+}
+
+}  // namespace
+}  // namespace quarrel
