@@ -15,8 +15,8 @@ struct AttnData {
   std::vector<float> q, k, v, scores, out;
 };
 
-// n_kv KV heads, each shared by `ratio` query heads; positions are rows of
-// n_kv * head_dim floats, as the backend's cache lays them out.
+// n_kv KV heads, each shared by `ratio` query heads, laid out as the
+// backend's cache: K transposed ([kv_dim][seq]), V as rows of kv_dim floats.
 void run_attention(benchmark::State& st, const cpu::Kernels* kt, int64_t n_kv, int64_t ratio, int64_t seq,
                    int64_t hd) {
   const int64_t kvd = n_kv * hd, nq = n_kv * ratio;
@@ -32,9 +32,10 @@ void run_attention(benchmark::State& st, const cpu::Kernels* kt, int64_t n_kv, i
       a.q = d.q.data() + h * ratio * hd;
       a.n_q = ratio;
       a.q_stride = hd;
-      a.k = d.k.data() + h * hd;
+      a.k = d.k.data() + h * hd * seq;
+      a.k_stride = seq;
       a.v = d.v.data() + h * hd;
-      a.kv_stride = kvd;
+      a.v_stride = kvd;
       a.n_pos = seq;
       a.head_dim = hd;
       a.scale = 1.0f / std::sqrt(static_cast<float>(hd));

@@ -21,8 +21,8 @@ namespace {
 using namespace quarrel;
 
 void render_everywhere(const std::vector<tokenizer::ChatMessage>& messages) {
-  tokenizer::ChatRenderOptions o{.bos_token = "<s>", .eos_token = "</s>", .add_generation_prompt = true,
-                                 .date = "01 Jan 2025"};
+  tokenizer::ChatRenderOptions o{
+      .bos_token = "<s>", .eos_token = "</s>", .add_generation_prompt = true, .date = "01 Jan 2025"};
   for (std::string_view name : tokenizer::ChatTemplate::names()) {
     try {
       std::string out = tokenizer::ChatTemplate::from_name(name).render(messages, o);
@@ -97,8 +97,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const std::string_view rest(reinterpret_cast<const char*>(data) + 1, size - 1);
   switch (data[0] % 6) {
-    case 0: parse_request(rest, server::Endpoint::Completions); break;
-    case 1: parse_request(rest, server::Endpoint::Chat); break;
+    case 0:
+      parse_request(rest, server::Endpoint::Completions);
+      break;
+    case 1:
+      parse_request(rest, server::Endpoint::Chat);
+      break;
     case 2:
       try {
         server::parse_tokenize_request(rest);
@@ -112,12 +116,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 3:
       try {
         auto t = tokenizer::ChatTemplate::detect(rest);
-        std::vector<tokenizer::ChatMessage> conv = {{"system", " S "}, {"user", "Q"}, {"assistant", "A"}, {"user", "R"}};
+        std::vector<tokenizer::ChatMessage> conv = {
+            {"system", " S "}, {"user", "Q"}, {"assistant", "A"}, {"user", "R"}};
         t.render(conv, {.bos_token = "<s>", .eos_token = "</s>"});
       } catch (const Error&) {
       }
       break;
-    case 4: match_stops(rest); break;
+    case 4:
+      match_stops(rest);
+      break;
     case 5: {
       // Role/content pairs straight into every renderer, bypassing JSON.
       std::vector<tokenizer::ChatMessage> msgs;

@@ -6,10 +6,9 @@
 
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
-
-#include <nlohmann/json.hpp>
 
 #include "common/error.h"
 #include "test_support.h"
@@ -82,8 +81,8 @@ TEST(ChatTemplate, MatchesJinja2OnEveryTemplateAndCase) {
     const bool canonical = t["canonical"];
     for (const auto& r : t["results"]) {
       const Case& c = cases.at(r["case"]);
-      const std::string want = r.contains("output") ? r["output"].get<std::string>()
-                                                    : "error: " + r["error"].get<std::string>();
+      const std::string want =
+          r.contains("output") ? r["output"].get<std::string>() : "error: " + r["error"].get<std::string>();
       EXPECT_EQ(render_or_error(detected, c, o), want) << file << " / " << r["case"];
       if (canonical) {
         // --chat-template NAME renders what the family's own template does.

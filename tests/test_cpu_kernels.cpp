@@ -130,6 +130,27 @@ TEST(CpuKernels, MatmulMatchesScalar) {
   }
 }
 
+// The K-quant kernels rebuild ggml's eight integer lanes and float steps, so
+// they must agree with the reference to the bit.
+TEST(CpuKernels, KQuantDotIsBitExact) {
+  const Kernels& ref = kernels_scalar();
+  for (const Kernels* k : isa_tables()) {
+    for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+      const uint64_t seed = seed_for();
+      SCOPED_TRACE(::testing::Message() << k->isa << " " << tensor::dtype_name(t) << " seed=" << seed);
+      std::mt19937_64 rng(seed);
+      const int64_t n = 2048;
+      const auto w = random_weights(rng, t, 4, n);
+      std::vector<uint8_t> a(tensor::row_bytes(DType::Q8_K, n));
+      ref.quantize[dtype_index(DType::Q8_K)](random_floats(rng, n).data(), a.data(), n);
+      for (int r = 0; r < 4; ++r) {
+        const uint8_t* row = w.data() + r * tensor::row_bytes(t, n);
+        EXPECT_EQ(k->vec_dot[dtype_index(t)](row, a.data(), n), ref.vec_dot[dtype_index(t)](row, a.data(), n));
+      }
+    }
+  }
+}
+
 TEST(CpuKernels, PackRoundTrips) {
   std::mt19937_64 rng(seed_for());
   for (DType t : {DType::Q4_0, DType::Q8_0}) {
@@ -290,9 +311,10 @@ TEST(CpuKernels, AttendMatchesScalar) {
           SCOPED_TRACE(::testing::Message() << k->isa << " hd=" << hd << " n_pos=" << n_pos << " n_q=" << n_q
                                             << " seed=" << seed);
           std::mt19937_64 rng(seed);
-          const int64_t kv_stride = hd * 3;
-          auto q = random_floats(rng, n_q * hd), kk = random_floats(rng, n_pos * kv_stride),
-               vv = random_floats(rng, n_pos * kv_stride);
+          // K transposed with room for more positions; V rows wider than a head.
+          const int64_t k_stride = n_pos + 5, v_stride = hd * 3;
+          auto q = random_floats(rng, n_q * hd), kk = random_floats(rng, hd * k_stride),
+               vv = random_floats(rng, n_pos * v_stride);
           std::vector<float> scores(n_q * n_pos), o1(n_q * hd), o2(n_q * hd);
           AttendArgs a;
           a.q = q.data();
@@ -300,7 +322,8 @@ TEST(CpuKernels, AttendMatchesScalar) {
           a.q_stride = hd;
           a.k = kk.data();
           a.v = vv.data();
-          a.kv_stride = kv_stride;
+          a.k_stride = k_stride;
+          a.v_stride = v_stride;
           a.n_pos = n_pos;
           a.head_dim = hd;
           a.scale = 1.0f / std::sqrt(static_cast<float>(hd));
@@ -310,6 +333,8 @@ TEST(CpuKernels, AttendMatchesScalar) {
           ref.attend(a);
           a.out = o2.data();
           k->attend(a);
+          // Scores and the weighted sum of V follow the reference's order
+          // exactly; only exp differs (by an ulp or two).
           expect_close(o1, o2, 1e-5, 1.0, "attend");
         }
       }
@@ -320,7 +345,7 @@ TEST(CpuKernels, AttendMatchesScalar) {
 TEST(CpuKernels, LoraMatchesScalar) {
   const Kernels& ref = kernels_scalar();
   for (const Kernels* k : isa_tables()) {
-    for (int64_t rank : {1, 2}) {
+    for (int64_t rank : {1, 2, 3, 5}) {
       for (int64_t dim : {768, 2048, 100}) {
         const uint64_t seed = seed_for();
         SCOPED_TRACE(::testing::Message() << k->isa << " rank=" << rank << " dim=" << dim << " seed=" << seed);

@@ -141,6 +141,32 @@ TEST(Cuda, LogitsMatchCpuBackend) {
   }
 }
 
+// Every position through the decode graph alone (no prefill), so an error in
+// the fused decode kernels shows at the first token.
+TEST(Cuda, DecodeStepsMatchCpu) {
+  REQUIRE_GPU();
+  const std::vector<int32_t> tokens = {1, 450, 2117, 2410, 310, 3444, 338, 263, 1243};
+  for (const auto& mc : model_cases()) {
+    SCOPED_TRACE(mc.path);
+    auto m = model::Model::load(mc.path);
+    runtime::BackendOptions bo;
+    bo.n_threads = 2;
+    bo.n_ctx = 64;
+    auto cpu = runtime::make_backend(runtime::BackendKind::Cpu, *m, bo);
+    auto gpu = runtime::make_backend(runtime::BackendKind::Cuda, *m, bo);
+    runtime::Session sc(*cpu, m->config), sg(*gpu, m->config);
+    const int64_t V = m->config.n_vocab;
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      const int32_t one[1] = {tokens[i]};
+      const float* c1 = sc.eval(one);
+      std::vector<float> cl(c1, c1 + V);
+      const double e = rel_l2(sg.eval(one), cl.data(), V);
+      std::printf("%s decode step %zu: relative L2 %.3g\n", mc.path.c_str(), i, e);
+      EXPECT_LE(e, mc.tol) << "decode step " << i;
+    }
+  }
+}
+
 TEST(Cuda, GreedyGenerationMatchesCpu) {
   REQUIRE_GPU();
   auto m = model::Model::load(test::repo_path("models/kjv-7m-q8_0.gguf"));

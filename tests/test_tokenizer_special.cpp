@@ -239,6 +239,33 @@ TEST(TokenizerPre, Llama3SignatureSelectsLlamaBpe) {
   for (size_t i = 0; i < texts.size(); ++i) EXPECT_EQ(tok.encode(texts[i], false, false), expected[i]) << i;
 }
 
+// Every pre-tokenizer of the list on the same vocabulary (Qwen 3's, with its
+// pre key replaced), against llama.cpp on the random texts.
+TEST(TokenizerPre, MatchesLlamaCppOnRandomText) {
+  const gguf::File src = gguf::File::open(test::repo_path("tests/data/vocab/vocab-qwen3.gguf"));
+  const auto texts = test::vocab_test_texts("random");
+  for (const char* pre : kIssuePreTokenizers) {
+    if (std::string_view(pre) == "gpt-neox") continue;  // llama.cpp has no such name; we use GPT-2's
+    SCOPED_TRACE(pre);
+    gguf::Writer w;
+    for (const auto& kv : src.metadata()) {
+      if (kv.key != "tokenizer.ggml.pre") w.set_value(kv.key, kv.value);
+    }
+    w.set_string("tokenizer.ggml.pre", pre);
+    const std::vector<uint8_t> bytes = w.to_bytes();
+    const Tokenizer tok = Tokenizer::from_gguf(gguf::File::from_bytes(bytes));
+    const auto expected = test::vocab_expected_ids("pre/qwen3-" + std::string(pre), "random", /*prefixed=*/false);
+    ASSERT_EQ(expected.size(), texts.size());
+    size_t mismatches = 0;
+    for (size_t i = 0; i < texts.size(); ++i) {
+      if (tok.encode(texts[i], false, false) != expected[i] && ++mismatches <= 3) {
+        ADD_FAILURE() << "text " << i << ": '" << texts[i] << "'";
+      }
+    }
+    EXPECT_EQ(mismatches, 0u);
+  }
+}
+
 std::vector<std::string> split_with(const char* pre, std::string_view text) {
   const tokenizer::PreTokenizer p(*tokenizer::find_pre_tokenizer(pre));
   tokenizer::PreTokenizeScratch scratch;

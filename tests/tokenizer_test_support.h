@@ -53,9 +53,12 @@ inline std::vector<std::string> vocab_test_texts(const std::string& set) {
   return split_vocab_tests(read_text_file(repo_path("tests/data/vocab/" + set + ".inp")));
 }
 
-// One line of ids per test.
-inline std::vector<std::vector<int32_t>> vocab_expected_ids(const std::string& name, const std::string& set) {
-  std::istringstream in(read_text_file(repo_path("tests/data/vocab/vocab-" + name + "." + set + ".out")));
+// One line of ids per test, from tests/data/vocab/vocab-NAME.SET.out (or
+// NAME.SET.out when prefixed is false).
+inline std::vector<std::vector<int32_t>> vocab_expected_ids(const std::string& name, const std::string& set,
+                                                             bool prefixed = true) {
+  const std::string file = (prefixed ? "vocab-" : "") + name + "." + set + ".out";
+  std::istringstream in(read_text_file(repo_path("tests/data/vocab/" + file)));
   std::vector<std::vector<int32_t>> all;
   for (std::string line; std::getline(in, line);) {
     std::istringstream ls(line);

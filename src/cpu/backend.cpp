@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <set>
 #include <thread>
@@ -9,6 +10,7 @@
 
 #include "common/error.h"
 #include "cpu/kernels/kernels.h"
+#include "cpu/kernels/packed.h"
 #include "cpu/ops.h"
 #include "cpu/thread_pool.h"
 #include "tensor/quants.h"
@@ -25,6 +27,28 @@ using tensor::DType;
 // meeting at a barrier: duplicating a few microseconds of work is cheaper than
 // one barrier, and decode then needs five barriers per layer.
 constexpr int64_t kPrivateElems = 32768;
+
+// A weight matrix as the kernels take it: the file's rows, and a copy packed
+// at load (packed.h) when the kernel table does better on that layout.
+struct Matrix {
+  tensor::View view;
+  const uint8_t* packed = nullptr;
+  int64_t group_bytes = 0;
+  // Rows [r0, r1) of thread ith: whole 16-row groups when packed.
+  std::pair<int64_t, int64_t> split(int64_t rows, int ith, int nth) const {
+    if (!packed) return split_range(rows, ith, nth);
+    auto [g0, g1] = split_range(rows / kPackRows, ith, nth);
+    return {g0 * kPackRows, g1 * kPackRows};
+  }
+};
+
+struct LayerMatrices {
+  Matrix wq, wk, wv, wo, w_gate, w_up, w_down;
+};
+
+struct FreeDeleter {
+  void operator()(uint8_t* p) const { std::free(p); }
+};
 
 class CpuBackend final : public runtime::Backend {
  public:
@@ -61,12 +85,16 @@ class CpuBackend final : public runtime::Backend {
   // converts again (after a barrier when the shared buffer is in use).
   Act reconvert(ActCache& cur, const float* x, int64_t xs, int64_t T, int64_t n, const tensor::View& norm, DType wt,
                 int ith, int nth);
-  void matmul(const tensor::View& w, Act a, int64_t T, int64_t r0, int64_t r1, float* out, int64_t out_stride) const;
+  void matmul(const Matrix& w, Act a, int64_t T, int64_t r0, int64_t r1, float* out, int64_t out_stride) const;
+  // Packs every matrix the kernel table wants packed (whole-row-group shapes
+  // only; Q/K/V also need 16 | head_dim, as they are split by heads).
+  void pack_weights();
   // x[t][r0..r1) += proj[t][r0..r1): each thread adds the rows it computed.
   void add_rows(int64_t T, int64_t r0, int64_t r1);
 
-  float* k_cache(int64_t layer, int64_t seq, int64_t pos) {
-    return k_cache_.data() + ((layer * opts_.n_seq + seq) * opts_.n_ctx + pos) * c_.kv_dim();
+  // K of (layer, seq), transposed: dimension d of KV head h at row h * head_dim + d.
+  float* k_cache(int64_t layer, int64_t seq) {
+    return k_cache_.data() + (layer * opts_.n_seq + seq) * c_.kv_dim() * opts_.n_ctx;
   }
   float* v_cache(int64_t layer, int64_t seq, int64_t pos) {
     return v_cache_.data() + ((layer * opts_.n_seq + seq) * opts_.n_ctx + pos) * c_.kv_dim();
@@ -77,8 +105,13 @@ class CpuBackend final : public runtime::Backend {
   runtime::BackendOptions opts_;
   const Kernels& kern_;
   mutable ThreadPool pool_;
+  std::vector<LayerMatrices> mats_;
+  Matrix output_;
+  std::unique_ptr<uint8_t, FreeDeleter> packed_;  // every packed copy, 64-byte aligned
 
-  // KV cache, F32 like the llama.cpp reference runs: [layer][seq][pos][kv_dim].
+  // KV cache, F32 like the llama.cpp reference runs. K is transposed,
+  // [layer][seq][kv_dim][n_ctx], so attention scores run along positions;
+  // V is [layer][seq][pos][kv_dim].
   std::vector<float> k_cache_, v_cache_;
   // Scratch for one batch, sized at load for n_batch tokens.
   std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, proj_;
@@ -121,6 +154,51 @@ CpuBackend::CpuBackend(const model::Model& m, runtime::BackendOptions opts)
   priv_act_bytes_ = kPrivateElems * static_cast<int64_t>(sizeof(float)) + 64 * B;
   priv_act_.resize(static_cast<size_t>(pool_.size()) * priv_act_bytes_);
   out_rows_.reserve(B);
+  pack_weights();
+}
+
+void CpuBackend::pack_weights() {
+  mats_.resize(c_.n_layer);
+  std::vector<Matrix*> to_pack;
+  auto add = [&](Matrix& m, const tensor::View& v, bool by_heads) {
+    m.view = v;
+    const bool shape_ok = v.rows % kPackRows == 0 && (!by_heads || c_.head_dim % kPackRows == 0);
+    if (kern_.pack_weights[dtype_index(v.type)] && packable(v.type) && shape_ok) to_pack.push_back(&m);
+  };
+  for (int64_t il = 0; il < c_.n_layer; ++il) {
+    const model::LayerWeights& L = w_.layers[il];
+    LayerMatrices& M = mats_[il];
+    add(M.wq, L.wq, true);
+    add(M.wk, L.wk, true);
+    add(M.wv, L.wv, true);
+    add(M.wo, L.wo, false);
+    add(M.w_gate, L.w_gate, false);
+    add(M.w_up, L.w_up, false);
+    add(M.w_down, L.w_down, false);
+  }
+  add(output_, w_.output, false);
+  if (to_pack.empty()) return;
+  int64_t total = 0;
+  for (Matrix* m : to_pack) {
+    m->group_bytes = packed_group_bytes(m->view.type, m->view.cols);
+    total += m->view.rows / kPackRows * m->group_bytes;
+  }
+  uint8_t* buf = static_cast<uint8_t*>(std::aligned_alloc(64, (total + 63) / 64 * 64));
+  if (!buf) fail("out of memory packing {} MiB of weights", total >> 20);
+  packed_.reset(buf);
+  for (Matrix* m : to_pack) {
+    m->packed = buf;
+    buf += m->view.rows / kPackRows * m->group_bytes;
+  }
+  // Pack in parallel: each thread takes its share of every matrix's groups.
+  pool_.run([&](int ith, int nth) {
+    for (Matrix* m : to_pack) {
+      auto [g0, g1] = split_range(m->view.rows / kPackRows, ith, nth);
+      const int64_t r0 = g0 * kPackRows;
+      pack_rows(m->view.type, m->view.data + r0 * m->view.row_stride, m->view.row_stride, (g1 - g0) * kPackRows,
+                m->view.cols, const_cast<uint8_t*>(m->packed) + g0 * m->group_bytes);
+    }
+  });
 }
 
 std::string CpuBackend::name() const {
@@ -174,10 +252,15 @@ CpuBackend::Act CpuBackend::reconvert(ActCache& cur, const float* x, int64_t xs,
   return cur.act;
 }
 
-void CpuBackend::matmul(const tensor::View& w, Act a, int64_t T, int64_t r0, int64_t r1, float* out,
+void CpuBackend::matmul(const Matrix& m, Act a, int64_t T, int64_t r0, int64_t r1, float* out,
                         int64_t out_stride) const {
   if (r1 <= r0) return;
-  kern_.matmul[dtype_index(w.type)](w.data, w.row_stride, r0, r1, w.cols, a.data, a.stride, T, out, out_stride);
+  const tensor::View& w = m.view;
+  if (m.packed)
+    kern_.matmul_packed[dtype_index(w.type)](m.packed, m.group_bytes, r0, r1, w.cols, a.data, a.stride, T, out,
+                                             out_stride);
+  else
+    kern_.matmul[dtype_index(w.type)](w.data, w.row_stride, r0, r1, w.cols, a.data, a.stride, T, out, out_stride);
 }
 
 void CpuBackend::add_rows(int64_t T, int64_t r0, int64_t r1) {
@@ -209,14 +292,15 @@ void CpuBackend::attention_block(int64_t il, int ith, int nth) {
   const int64_t q0 = std::clamp<int64_t>(h0, 0, NH), q1 = std::clamp<int64_t>(h1, 0, NH);
   const int64_t k0 = std::clamp<int64_t>(h0 - NH, 0, NKV), k1 = std::clamp<int64_t>(h1 - NH, 0, NKV);
   const int64_t v0 = std::clamp<int64_t>(h0 - NH - NKV, 0, NKV), v1 = std::clamp<int64_t>(h1 - NH - NKV, 0, NKV);
-  matmul(L.wq, a, T, q0 * HD, q1 * HD, q_.data(), QD);
+  const LayerMatrices& M = mats_[il];
+  matmul(M.wq, a, T, q0 * HD, q1 * HD, q_.data(), QD);
   // K and V may want another activation format than Q (mixed quantizations).
   ActCache cur{a, tensor::vec_dot_type(L.wq.type)};
-  auto run = [&](const tensor::View& w, int64_t r0, int64_t r1, float* out, int64_t os) {
-    matmul(w, reconvert(cur, x_.data(), E, T, E, L.attn_norm, w.type, ith, nth), T, r0, r1, out, os);
+  auto run = [&](const Matrix& w, int64_t r0, int64_t r1, float* out, int64_t os) {
+    matmul(w, reconvert(cur, x_.data(), E, T, E, L.attn_norm, w.view.type, ith, nth), T, r0, r1, out, os);
   };
-  run(L.wk, k0 * HD, k1 * HD, k_.data(), KVD);
-  run(L.wv, v0 * HD, v1 * HD, v_.data(), KVD);
+  run(M.wk, k0 * HD, k1 * HD, k_.data(), KVD);
+  run(M.wv, v0 * HD, v1 * HD, v_.data(), KVD);
 
   const float* bq = L.bq.empty() ? nullptr : reinterpret_cast<const float*>(L.bq.data);
   const float* bk = L.bk.empty() ? nullptr : reinterpret_cast<const float*>(L.bk.data);
@@ -232,14 +316,14 @@ void CpuBackend::attention_block(int64_t il, int ith, int nth) {
       if (qn) kern_.rms_norm(v, qn, c_.rms_eps, HD, v);
       kern_.rope_apply(v, cs, sn, half, c_.arch.rope_neox);
     }
-    float* kc = k_cache(il, batch_[t].seq, batch_[t].pos);
+    float* kc = k_cache(il, batch_[t].seq) + batch_[t].pos;
     float* vc = v_cache(il, batch_[t].seq, batch_[t].pos);
     for (int64_t h = k0; h < k1; ++h) {
       float* v = k_.data() + t * KVD + h * HD;
       if (bk) kern_.add_f32(v, bk + h * HD, HD);
       if (kn) kern_.rms_norm(v, kn, c_.rms_eps, HD, v);
       kern_.rope_apply(v, cs, sn, half, c_.arch.rope_neox);
-      std::copy_n(v, HD, kc + h * HD);
+      for (int64_t d = 0; d < HD; ++d) kc[(h * HD + d) * opts_.n_ctx] = v[d];
     }
     for (int64_t h = v0; h < v1; ++h) {
       float* v = v_.data() + t * KVD + h * HD;
@@ -250,22 +334,31 @@ void CpuBackend::attention_block(int64_t il, int ith, int nth) {
   pool_.barrier();
 
   // Each (token, query head) attends to positions 0..pos of its sequence;
-  // neighbouring heads that share a KV head go to the kernel together.
+  // neighbouring heads that share a KV head go to the kernel together. A
+  // token's cost grows with its position, so with tokens enough to go round
+  // they are dealt out in turn (all heads of a token to one thread); decode
+  // splits the heads.
   const int64_t G = c_.gqa_ratio();
   const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
   float* scores = scores_.data() + static_cast<int64_t>(ith) * G * opts_.n_ctx;
-  auto [i0, i1] = split_range(T * NH, ith, nth);
+  const bool by_token = T >= nth;
+  auto [i0, i1] = by_token ? std::pair<int64_t, int64_t>{0, T * NH} : split_range(T * NH, ith, nth);
   for (int64_t i = i0; i < i1;) {
     const int64_t t = i / NH, h = i % NH, kvh = h / G;
+    if (by_token && t % nth != ith) {
+      i = (t + 1) * NH;
+      continue;
+    }
     const int64_t n_q = std::min(i1 - i, (kvh + 1) * G - h);
     const BatchEntry& e = batch_[t];
     AttendArgs args;
     args.q = q_.data() + t * QD + h * HD;
     args.n_q = n_q;
     args.q_stride = HD;
-    args.k = k_cache(il, e.seq, 0) + kvh * HD;
+    args.k = k_cache(il, e.seq) + kvh * HD * opts_.n_ctx;
+    args.k_stride = opts_.n_ctx;
     args.v = v_cache(il, e.seq, 0) + kvh * HD;
-    args.kv_stride = KVD;
+    args.v_stride = KVD;
     args.n_pos = e.pos + 1;
     args.head_dim = HD;
     args.scale = scale;
@@ -278,8 +371,8 @@ void CpuBackend::attention_block(int64_t il, int ith, int nth) {
   pool_.barrier();
 
   const Act ao = activations(attn_.data(), QD, T, QD, {}, tensor::vec_dot_type(L.wo.type), ith, nth);
-  auto [r0, r1] = split_range(E, ith, nth);
-  matmul(L.wo, ao, T, r0, r1, proj_.data(), E);
+  auto [r0, r1] = M.wo.split(E, ith, nth);
+  matmul(M.wo, ao, T, r0, r1, proj_.data(), E);
   add_rows(T, r0, r1);
   pool_.barrier();
 }
@@ -292,16 +385,19 @@ void CpuBackend::ffn_block(int64_t il, int ith, int nth) {
   const int64_t E = c_.n_embd, FF = c_.n_ff;
 
   const Act a = activations(x_.data(), E, T, E, L.ffn_norm, tensor::vec_dot_type(L.w_gate.type), ith, nth);
-  auto [f0, f1] = split_range(FF, ith, nth);
-  matmul(L.w_gate, a, T, f0, f1, gate_.data(), FF);
+  const LayerMatrices& M = mats_[il];
+  // Gate and up share rows (the SwiGLU pairs them), so both take the
+  // packed split when either is packed; a plain kernel takes any rows.
+  auto [f0, f1] = (M.w_gate.packed ? M.w_gate : M.w_up).split(FF, ith, nth);
+  matmul(M.w_gate, a, T, f0, f1, gate_.data(), FF);
   ActCache cur{a, tensor::vec_dot_type(L.w_gate.type)};
-  matmul(L.w_up, reconvert(cur, x_.data(), E, T, E, L.ffn_norm, L.w_up.type, ith, nth), T, f0, f1, up_.data(), FF);
+  matmul(M.w_up, reconvert(cur, x_.data(), E, T, E, L.ffn_norm, L.w_up.type, ith, nth), T, f0, f1, up_.data(), FF);
   for (int64_t t = 0; t < T; ++t) kern_.swiglu(gate_.data() + t * FF + f0, up_.data() + t * FF + f0, f1 - f0);
   pool_.barrier();
 
   const Act ad = activations(gate_.data(), FF, T, FF, {}, tensor::vec_dot_type(L.w_down.type), ith, nth);
-  auto [r0, r1] = split_range(E, ith, nth);
-  matmul(L.w_down, ad, T, r0, r1, proj_.data(), E);
+  auto [r0, r1] = M.w_down.split(E, ith, nth);
+  matmul(M.w_down, ad, T, r0, r1, proj_.data(), E);
   add_rows(T, r0, r1);
   pool_.barrier();
 }
@@ -338,8 +434,8 @@ void CpuBackend::forward_thread(int ith, int nth) {
     src = proj_.data();
   }
   const Act a = activations(src, E, n_out, E, w_.output_norm, tensor::vec_dot_type(w_.output.type), ith, nth);
-  auto [r0, r1] = split_range(c_.n_vocab, ith, nth);
-  matmul(w_.output, a, n_out, r0, r1, logits_, c_.n_vocab);
+  auto [r0, r1] = output_.split(c_.n_vocab, ith, nth);
+  matmul(output_, a, n_out, r0, r1, logits_, c_.n_vocab);
 }
 
 }  // namespace

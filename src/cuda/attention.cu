@@ -7,134 +7,97 @@ namespace {
 
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / kWarp;
-constexpr int kMaxPerLane = 8;  // head_dim up to 256
 
-// One warp's online softmax over positions [begin, end) with stride kWarps,
-// starting at begin + warp. acc holds head_dim / 32 values per lane.
-__device__ void warp_attend(const float* q_lane, const __half* k, const __half* v, int64_t stride, int begin, int end,
-                            int warp, int lane, int per_lane, int head_dim, float scale, float& m, float& l,
-                            float* acc) {
-  m = -INFINITY;
-  l = 0;
-  for (int j = 0; j < per_lane; ++j) acc[j] = 0;
-  for (int p = begin + warp; p < end; p += kWarps) {
-    const __half* kp = k + p * stride;
-    float sdot = 0;
-    for (int j = 0; j < per_lane; ++j)
-      if (lane + 32 * j < head_dim) sdot += q_lane[j] * __half2float(kp[lane + 32 * j]);
-    const float sc = warp_sum(sdot) * scale;
-    const float m_new = fmaxf(m, sc);
-    const float corr = __expf(m - m_new), w = __expf(sc - m_new);
-    l = l * corr + w;
-    const __half* vp = v + p * stride;
-    for (int j = 0; j < per_lane; ++j)
-      if (lane + 32 * j < head_dim) acc[j] = acc[j] * corr + w * __half2float(vp[lane + 32 * j]);
-    m = m_new;
-  }
-}
+__device__ __forceinline__ float load_kv(const float* p) { return *p; }
+__device__ __forceinline__ float load_kv(const __half* p) { return __half2float(*p); }
 
-// Merges the warps' (m, l, acc) in shared memory; thread layout as above.
-// Returns in warp 0's registers the block's result.
-__device__ void block_merge(float& m, float& l, float* acc, int per_lane, int warp, int lane, float* sm, float* sl,
-                            float* sacc) {
-  if (lane == 0) {
-    sm[warp] = m;
-    sl[warp] = l;
-  }
-  for (int j = 0; j < per_lane; ++j) sacc[warp * 32 * kMaxPerLane + lane + 32 * j] = acc[j];
-  __syncthreads();
-  if (warp != 0) return;
-  float mm = -INFINITY;
-  for (int w = 0; w < kWarps; ++w) mm = fmaxf(mm, sm[w]);
-  float ll = 0;
-  for (int j = 0; j < per_lane; ++j) acc[j] = 0;
-  if (mm != -INFINITY) {
-    for (int w = 0; w < kWarps; ++w) {
-      if (sm[w] == -INFINITY) continue;
-      const float c = __expf(sm[w] - mm);
-      ll += c * sl[w];
-      for (int j = 0; j < per_lane; ++j) acc[j] += c * sacc[w * 32 * kMaxPerLane + lane + 32 * j];
-    }
-  }
-  m = mm;
-  l = ll;
-}
-
-__global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionShape sh, const float* q,
-                                                                   const __half* k_cache, const __half* v_cache,
-                                                                   const int32_t* step, float* part_m, float* part_l,
-                                                                   float* part_acc) {
-  __shared__ float sm[kWarps], sl[kWarps], sacc[kWarps * 32 * kMaxPerLane];
-  const int h = blockIdx.x, split = blockIdx.y, n_split = gridDim.y;
-  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
-  const int pos = step[1], seq = step[2];
-  const int per_lane = (sh.head_dim + 31) / 32;
-  const int kvh = h / (sh.n_head / sh.n_head_kv);
-  const int64_t stride = static_cast<int64_t>(sh.n_head_kv) * sh.head_dim;
-  const __half* k = k_cache + static_cast<int64_t>(seq) * sh.n_ctx * stride + kvh * sh.head_dim;
-  const __half* v = v_cache + static_cast<int64_t>(seq) * sh.n_ctx * stride + kvh * sh.head_dim;
-  float q_lane[kMaxPerLane], acc[kMaxPerLane];
-  for (int j = 0; j < per_lane; ++j) q_lane[j] = lane + 32 * j < sh.head_dim ? q[h * sh.head_dim + lane + 32 * j] : 0.0f;
-  const int begin = split * kAttentionSplit, end = min(begin + kAttentionSplit, pos + 1);
-  float m, l;
-  warp_attend(q_lane, k, v, stride, begin, end, warp, lane, per_lane, sh.head_dim, sh.scale, m, l, acc);
-  block_merge(m, l, acc, per_lane, warp, lane, sm, sl, sacc);
-  if (warp != 0) return;
-  const int64_t slot = static_cast<int64_t>(h) * n_split + split;
-  if (lane == 0) {
-    part_m[slot] = m;
-    part_l[slot] = l;
-  }
-  for (int j = 0; j < per_lane; ++j)
-    if (lane + 32 * j < sh.head_dim) part_acc[slot * sh.head_dim + lane + 32 * j] = acc[j];
-}
-
-__global__ void __launch_bounds__(kThreads) attention_prefill_kernel(AttentionShape sh, const float* q,
-                                                                    const __half* k_cache, const __half* v_cache,
-                                                                    const int32_t* pos_arr, const int32_t* seq_arr,
-                                                                    float* out) {
-  __shared__ float sm[kWarps], sl[kWarps], sacc[kWarps * 32 * kMaxPerLane];
+template <typename KV>
+__global__ void __launch_bounds__(kThreads) attention_kernel(AttentionShape sh, const float* q, const KV* k_cache,
+                                                            const KV* v_cache, const int32_t* pos_arr,
+                                                            const int32_t* seq_arr, int pos_stride, float* out) {
+  extern __shared__ float scores[];  // n_ctx
+  __shared__ double red[kWarps];
+  __shared__ float red_max[kWarps];
+  cudaGridDependencySynchronize();
+  cudaTriggerProgrammaticLaunchCompletion();
   const int h = blockIdx.x, t = blockIdx.y;
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
-  const int pos = pos_arr[t], seq = seq_arr[t];
-  const int per_lane = (sh.head_dim + 31) / 32;
+  const int n_pos = pos_arr[t * pos_stride] + 1, seq = seq_arr[t * pos_stride];
   const int q_dim = sh.n_head * sh.head_dim;
   const int kvh = h / (sh.n_head / sh.n_head_kv);
   const int64_t stride = static_cast<int64_t>(sh.n_head_kv) * sh.head_dim;
-  const __half* k = k_cache + static_cast<int64_t>(seq) * sh.n_ctx * stride + kvh * sh.head_dim;
-  const __half* v = v_cache + static_cast<int64_t>(seq) * sh.n_ctx * stride + kvh * sh.head_dim;
-  float q_lane[kMaxPerLane], acc[kMaxPerLane];
-  for (int j = 0; j < per_lane; ++j)
-    q_lane[j] = lane + 32 * j < sh.head_dim ? q[static_cast<int64_t>(t) * q_dim + h * sh.head_dim + lane + 32 * j] : 0.0f;
-  float m, l;
-  warp_attend(q_lane, k, v, stride, 0, pos + 1, warp, lane, per_lane, sh.head_dim, sh.scale, m, l, acc);
-  block_merge(m, l, acc, per_lane, warp, lane, sm, sl, sacc);
-  if (warp != 0) return;
-  for (int j = 0; j < per_lane; ++j)
-    if (lane + 32 * j < sh.head_dim) out[static_cast<int64_t>(t) * q_dim + h * sh.head_dim + lane + 32 * j] = acc[j] / l;
-}
+  const KV* k = k_cache + static_cast<int64_t>(seq) * sh.n_ctx * stride + kvh * sh.head_dim;
+  const KV* v = v_cache + static_cast<int64_t>(seq) * sh.n_ctx * stride + kvh * sh.head_dim;
+  const float* qh = q + static_cast<int64_t>(t) * q_dim + h * sh.head_dim;
 
-void check_shape(const AttentionShape& sh) {
-  if (sh.head_dim > 32 * kMaxPerLane)
-    fail_message(cat("CUDA attention: head dimension ", sh.head_dim, " is not supported (at most ", 32 * kMaxPerLane, ")"));
+  // Scores, one position per warp at a time.
+  float local_max = -INFINITY;
+  for (int p = warp; p < n_pos; p += kWarps) {
+    const KV* kp = k + p * stride;
+    float d = 0;
+    for (int j = lane; j < sh.head_dim; j += kWarp) d += qh[j] * load_kv(kp + j);
+    const float sc = warp_sum(d) * sh.scale;
+    if (lane == 0) scores[p] = sc;
+    local_max = fmaxf(local_max, sc);
+  }
+  if (lane == 0) red_max[warp] = local_max;
+  __syncthreads();
+  float m = red_max[0];
+  for (int w = 1; w < kWarps; ++w) m = fmaxf(m, red_max[w]);
+
+  // Exponentials, summed in double as the CPU does.
+  double sum = 0;
+  for (int p = threadIdx.x; p < n_pos; p += kThreads) {
+    const float e = expf(scores[p] - m);
+    scores[p] = e;
+    sum += e;
+  }
+  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  if (lane == 0) red[warp] = sum;
+  __syncthreads();
+  double total = 0;
+  for (int w = 0; w < kWarps; ++w) total += red[w];
+  const float inv = static_cast<float>(1.0 / total);
+
+  // Weighted sum of V: each warp takes every kWarps-th position (lanes over
+  // dimensions, loads independent of each other), then the warps' sums are added.
+  __shared__ float part[kWarps][256];
+  for (int d = lane; d < sh.head_dim; d += kWarp) {
+    float acc = 0;
+#pragma unroll 4
+    for (int p = warp; p < n_pos; p += kWarps) acc = fmaf(scores[p] * inv, load_kv(v + p * stride + d), acc);
+    part[warp][d] = acc;
+  }
+  __syncthreads();
+  for (int d = threadIdx.x; d < sh.head_dim; d += kThreads) {
+    float acc = 0;
+    for (int w = 0; w < kWarps; ++w) acc += part[w][d];
+    out[static_cast<int64_t>(t) * q_dim + h * sh.head_dim + d] = acc;
+  }
 }
 
 }  // namespace
 
-void attention_decode(const AttentionShape& sh, const float* q, const __half* k_cache, const __half* v_cache,
-                      const int32_t* step, int n_split, float* part_m, float* part_l, float* part_acc,
-                      cudaStream_t s) {
-  check_shape(sh);
-  attention_decode_kernel<<<dim3(sh.n_head, n_split), kThreads, 0, s>>>(sh, q, k_cache, v_cache, step, part_m, part_l,
-                                                                        part_acc);
-  QUARREL_CUDA_CHECK(cudaGetLastError());
-}
-
-void attention_prefill(const AttentionShape& sh, int T, const float* q, const __half* k_cache, const __half* v_cache,
-                       const int32_t* pos, const int32_t* seq, float* out, cudaStream_t s) {
-  check_shape(sh);
-  attention_prefill_kernel<<<dim3(sh.n_head, T), kThreads, 0, s>>>(sh, q, k_cache, v_cache, pos, seq, out);
-  QUARREL_CUDA_CHECK(cudaGetLastError());
+void attention(const AttentionShape& sh, int T, const float* q, const void* k_cache, const void* v_cache, bool kv_f32,
+               const int32_t* pos, const int32_t* seq, int index_stride, float* out, bool programmatic,
+               cudaStream_t s) {
+  const size_t smem = static_cast<size_t>(sh.n_ctx) * sizeof(float);
+  if (smem > 200 * 1024) fail_message(cat("CUDA attention: context ", sh.n_ctx, " is too long (at most 51200)"));
+  if (sh.head_dim > 256) fail_message(cat("CUDA attention: head dimension ", sh.head_dim, " is too large (at most 256)"));
+  const dim3 grid(sh.n_head, T);
+  auto run = [&](auto kernel, const auto* kc, const auto* vc) {
+    QUARREL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024));
+    if (programmatic) {
+      launch_programmatic(kernel, grid, dim3(kThreads), smem, s, sh, q, kc, vc, pos, seq, index_stride, out);
+    } else {
+      kernel<<<grid, kThreads, smem, s>>>(sh, q, kc, vc, pos, seq, index_stride, out);
+      QUARREL_CUDA_CHECK(cudaGetLastError());
+    }
+  };
+  if (kv_f32)
+    run(attention_kernel<float>, static_cast<const float*>(k_cache), static_cast<const float*>(v_cache));
+  else
+    run(attention_kernel<__half>, static_cast<const __half*>(k_cache), static_cast<const __half*>(v_cache));
 }
 
 }  // namespace quarrel::cuda

@@ -1,8 +1,8 @@
 #pragma once
-// Attention over the F16 KV cache: split-KV decode (flash-decoding; the
-// partial softmaxes are combined by the next matvec) and a prefill kernel
-// with one block per (query, head).
-#include <cuda_fp16.h>
+// Attention over the KV cache, one block per (query, head), computed like the
+// CPU backend: all scores, their maximum, exponentials summed in double, then
+// the weighted sum of V. Quantized models amplify any difference here through
+// the next layer's activation rounding, so the arithmetic follows the CPU's.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -14,17 +14,13 @@ struct AttentionShape {
   float scale;
 };
 
-constexpr int kAttentionSplit = 256;  // positions per split in decode
-
-// Decode one query (step = {token, pos, seq} on the device): writes the
-// partial (max, sum, weighted V) of each of n_split chunks of positions.
-void attention_decode(const AttentionShape& sh, const float* q, const __half* k_cache, const __half* v_cache,
-                      const int32_t* step, int n_split, float* part_m, float* part_l, float* part_acc,
-                      cudaStream_t s);
-
-// T queries at positions pos[t] of sequences seq[t] (device arrays); their K/V
-// are already in the cache. Writes out[t][n_head * head_dim].
-void attention_prefill(const AttentionShape& sh, int T, const float* q, const __half* k_cache, const __half* v_cache,
-                       const int32_t* pos, const int32_t* seq, float* out, cudaStream_t s);
+// T queries: q[t][n_head * head_dim] at position pos[t * index_stride] of slot
+// seq[t * index_stride] (device arrays; decode passes its step {token, pos, seq}
+// with stride 3). Their K/V are already in the
+// cache, which holds F32 (kv_f32) or F16. Writes out[t][n_head * head_dim].
+// programmatic: launched to overlap the previous kernel (decode graph).
+void attention(const AttentionShape& sh, int T, const float* q, const void* k_cache, const void* v_cache, bool kv_f32,
+               const int32_t* pos, const int32_t* seq, int index_stride, float* out, bool programmatic,
+               cudaStream_t s);
 
 }  // namespace quarrel::cuda

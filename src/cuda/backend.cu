@@ -8,6 +8,7 @@
 #include <cmath>
 #include <vector>
 
+#include "cpu/ops.h"
 #include "cuda/attention.cuh"
 #include "cuda/common.cuh"
 #include "cuda/matvec.cuh"
@@ -72,7 +73,7 @@ class CudaBackend final : public runtime::Backend {
   void decode_step();   // the kernels of one decode step (captured into the graph)
   void run_decode(int32_t token, int32_t pos, int32_t seq);
   void prefill(std::span<const BatchEntry> batch, float* logits);
-  void gemm(const DevMatrix& w, const __half* x, int T, float* out, int64_t ld_out, float beta);
+  void gemm(const DevMatrix& w, const void* x, int T, float* out, int64_t ld_out, float beta);
 
   const model::Config& c_;
   runtime::BackendOptions opts_;
@@ -84,22 +85,23 @@ class CudaBackend final : public runtime::Backend {
 
   DevMatrix tok_embd_, output_;
   const float* output_norm_ = nullptr;
-  const float* inv_freq_ = nullptr;
+  const float* rope_cos_ = nullptr;  // [n_ctx][head_dim / 2]
+  const float* rope_sin_ = nullptr;
   std::vector<DevLayer> layers_;
   int64_t weight_bytes_ = 0;
 
-  __half* k_cache_ = nullptr;  // [layer][seq][pos][kv_dim]
-  __half* v_cache_ = nullptr;
-  int64_t layer_cache_ = 0;    // elements per layer
+  uint8_t* k_cache_ = nullptr;  // [layer][seq][pos][kv_dim], F32 or F16
+  uint8_t* v_cache_ = nullptr;
+  int64_t layer_cache_ = 0;     // bytes per layer
+  bool kv_f32_ = true;
 
   // Decode buffers.
   int32_t* d_step_ = nullptr;  // {token, pos, seq}
   int32_t* h_step_ = nullptr;  // pinned
   float *d_x_ = nullptr, *d_q_ = nullptr, *d_h_ = nullptr, *d_logits_ = nullptr;
-  float *d_part_m_ = nullptr, *d_part_l_ = nullptr, *d_part_acc_ = nullptr;
+  float* d_attn_ = nullptr;
   unsigned long long* d_argmax_ = nullptr;
   unsigned long long* h_argmax_ = nullptr;  // pinned
-  int n_split_ = 1;
   cudaGraphExec_t graph_ = nullptr;
 
   // Prefill buffers, sized for n_batch tokens.
@@ -107,8 +109,8 @@ class CudaBackend final : public runtime::Backend {
   int32_t* h_batch_ = nullptr;  // pinned: tokens, pos, seq, out_idx
   float *p_x_ = nullptr, *p_q_ = nullptr, *p_k_ = nullptr, *p_v_ = nullptr, *p_attn_ = nullptr;
   float *p_gate_ = nullptr, *p_up_ = nullptr, *p_logits_ = nullptr, *p_rows_ = nullptr;
-  __half* p_act_ = nullptr;  // rounded F16 activations
-  __half* p_w16_ = nullptr;  // weights expanded to F16 for one GEMM
+  void* p_act_ = nullptr;    // rounded activations in the GEMM's element type
+  float* p_w32_ = nullptr;   // a quantized matrix decoded to F32 for one GEMM
   void* cublas_ws_ = nullptr;
 };
 
@@ -132,17 +134,15 @@ CudaBackend::CudaBackend(const model::Model& m, runtime::BackendOptions opts) : 
   output_ = c_.tied_output ? tok_embd_ : upload_matrix(w.output);
   output_norm_ = upload_floats(reinterpret_cast<const float*>(w.output_norm.data), c_.n_embd);
   {
-    // Per-pair rotation frequency; the CPU backend steps it the same way.
-    const int half = static_cast<int>(c_.head_dim / 2);
-    const float ts = std::pow(c_.rope_base, -2.0f / static_cast<float>(c_.n_rot));
+    // RoPE tables for every position, made by the CPU backend's own function so
+    // both backends rotate by bit-identical angles.
+    const int64_t half = c_.head_dim / 2;
     const float* ff = w.rope_freqs.empty() ? nullptr : reinterpret_cast<const float*>(w.rope_freqs.data);
-    std::vector<float> f(half);
-    float t = 1.0f;
-    for (int i = 0; i < half; ++i) {
-      f[i] = c_.rope_freq_scale * (t / (ff ? ff[i] : 1.0f));
-      t *= ts;
-    }
-    inv_freq_ = upload_floats(f.data(), f.size());
+    std::vector<float> cs(opts_.n_ctx * half), sn(opts_.n_ctx * half);
+    for (int p = 0; p < opts_.n_ctx; ++p)
+      cpu::rope_table(p, half, c_.rope_base, c_.rope_freq_scale, ff, cs.data() + p * half, sn.data() + p * half);
+    rope_cos_ = upload_floats(cs.data(), cs.size());
+    rope_sin_ = upload_floats(sn.data(), sn.size());
   }
   int64_t max_convert = static_cast<int64_t>(output_.rows) * output_.cols;
   for (const auto& L : w.layers) {
@@ -186,13 +186,13 @@ CudaBackend::CudaBackend(const model::Model& m, runtime::BackendOptions opts) : 
   }
 
   const int64_t E = c_.n_embd, QD = c_.q_dim(), KVD = c_.kv_dim(), FF = c_.n_ff, V = c_.n_vocab;
-  layer_cache_ = static_cast<int64_t>(opts_.n_seq) * opts_.n_ctx * KVD;
-  k_cache_ = arena_.alloc<__half>(layer_cache_ * c_.n_layer);
-  v_cache_ = arena_.alloc<__half>(layer_cache_ * c_.n_layer);
-  QUARREL_CUDA_CHECK(cudaMemset(k_cache_, 0, layer_cache_ * c_.n_layer * sizeof(__half)));
-  QUARREL_CUDA_CHECK(cudaMemset(v_cache_, 0, layer_cache_ * c_.n_layer * sizeof(__half)));
+  kv_f32_ = !opts_.kv_f16;
+  layer_cache_ = static_cast<int64_t>(opts_.n_seq) * opts_.n_ctx * KVD * (kv_f32_ ? 4 : 2);
+  k_cache_ = arena_.alloc<uint8_t>(layer_cache_ * c_.n_layer);
+  v_cache_ = arena_.alloc<uint8_t>(layer_cache_ * c_.n_layer);
+  QUARREL_CUDA_CHECK(cudaMemset(k_cache_, 0, layer_cache_ * c_.n_layer));
+  QUARREL_CUDA_CHECK(cudaMemset(v_cache_, 0, layer_cache_ * c_.n_layer));
 
-  n_split_ = (opts_.n_ctx + kAttentionSplit - 1) / kAttentionSplit;
   d_step_ = arena_.alloc<int32_t>(4);
   QUARREL_CUDA_CHECK(cudaMallocHost(&h_step_, 4 * sizeof(int32_t)));
   QUARREL_CUDA_CHECK(cudaMallocHost(&h_argmax_, sizeof(unsigned long long)));
@@ -200,9 +200,7 @@ CudaBackend::CudaBackend(const model::Model& m, runtime::BackendOptions opts) : 
   d_q_ = arena_.alloc<float>(QD);
   d_h_ = arena_.alloc<float>(FF);
   d_logits_ = arena_.alloc<float>(V);
-  d_part_m_ = arena_.alloc<float>(c_.n_head * n_split_);
-  d_part_l_ = arena_.alloc<float>(c_.n_head * n_split_);
-  d_part_acc_ = arena_.alloc<float>(c_.n_head * n_split_ * c_.head_dim);
+  d_attn_ = arena_.alloc<float>(QD);
   d_argmax_ = arena_.alloc<unsigned long long>(1);
 
   const int64_t B = opts_.n_batch;
@@ -221,12 +219,12 @@ CudaBackend::CudaBackend(const model::Model& m, runtime::BackendOptions opts) : 
   p_up_ = arena_.alloc<float>(B * FF);
   p_rows_ = arena_.alloc<float>(B * E);
   p_logits_ = arena_.alloc<float>(B * V);
-  p_act_ = arena_.alloc<__half>(B * wide);
-  bool any_non_f16 = output_.type != DType::F16;
+  p_act_ = arena_.alloc<float>(B * wide);
+  auto quantized = [](DType t) { return t != DType::F16 && t != DType::BF16 && t != DType::F32; };
+  bool any_quantized = quantized(output_.type);
   for (const auto& L : layers_)
-    for (const DevMatrix* mm : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_down})
-      any_non_f16 |= mm->type != DType::F16;
-  p_w16_ = arena_.alloc<__half>(any_non_f16 ? max_convert : 1);
+    for (const DevMatrix* mm : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_down}) any_quantized |= quantized(mm->type);
+  p_w32_ = arena_.alloc<float>(any_quantized ? max_convert : 1);
   QUARREL_CUDA_CHECK(cudaDeviceSynchronize());
 }
 
@@ -258,7 +256,7 @@ int64_t CudaBackend::bytes_per_token(int64_t n_past) const {
   // unless it doubles as the output head; plus the K and V of n_past positions.
   int64_t bytes = weight_bytes_;
   if (!c_.tied_output) bytes -= static_cast<int64_t>(tok_embd_.rows) * tok_embd_.row_bytes;
-  return bytes + 2 * c_.n_layer * n_past * c_.kv_dim() * static_cast<int64_t>(sizeof(__half));
+  return bytes + 2 * c_.n_layer * n_past * c_.kv_dim() * (kv_f32_ ? 4 : 2);
 }
 
 void CudaBackend::decode_step() {
@@ -269,8 +267,8 @@ void CudaBackend::decode_step() {
                           opts_.n_ctx, 1.0f / std::sqrt(static_cast<float>(c_.head_dim))};
   for (size_t il = 0; il < layers_.size(); ++il) {
     const DevLayer& L = layers_[il];
-    __half* kc = k_cache_ + il * layer_cache_;
-    __half* vc = v_cache_ + il * layer_cache_;
+    uint8_t* kc = k_cache_ + il * layer_cache_;
+    uint8_t* vc = v_cache_ + il * layer_cache_;
     MatvecArgs a;
     a.k = E;
     a.x = d_x_;
@@ -278,10 +276,12 @@ void CudaBackend::decode_step() {
     a.eps = c_.rms_eps;
     a.out = d_q_;
     a.bias = L.bias_qkv;
-    a.inv_freq = inv_freq_;
+    a.rope_cos = rope_cos_;
+    a.rope_sin = rope_sin_;
     a.step = d_step_;
     a.k_cache = kc;
     a.v_cache = vc;
+    a.kv_f32 = kv_f32_;
     a.n_ctx = opts_.n_ctx;
     a.n_head = sh.n_head;
     a.n_head_kv = sh.n_head_kv;
@@ -304,20 +304,16 @@ void CudaBackend::decode_step() {
       }
     }
 
-    attention_decode(sh, d_q_, kc, vc, d_step_, n_split_, d_part_m_, d_part_l_, d_part_acc_, stream_);
+    attention(sh, 1, d_q_, kc, vc, kv_f32_, d_step_ + 1, d_step_ + 2, 3, d_attn_, /*programmatic=*/true, stream_);
 
     MatvecArgs o;
     o.w = L.wo.data;
     o.row_bytes = L.wo.row_bytes;
     o.rows = L.wo.rows;
     o.k = L.wo.cols;
-    o.part_m = d_part_m_;
-    o.part_l = d_part_l_;
-    o.part_acc = d_part_acc_;
-    o.n_split = n_split_;
-    o.head_dim = sh.head_dim;
+    o.x = d_attn_;
     o.out = d_x_;
-    matvec(L.wo.type, MatvecInput::Attention, MatvecOutput::Residual, o, n_sm_, stream_);
+    matvec(L.wo.type, MatvecInput::Plain, MatvecOutput::Residual, o, n_sm_, stream_);
 
     MatvecArgs g;
     g.w = L.w_gate.data;
@@ -398,13 +394,14 @@ void CudaBackend::forward(std::span<const BatchEntry> batch, float* logits) {
   prefill(batch, logits);
 }
 
-void CudaBackend::gemm(const DevMatrix& w, const __half* x, int T, float* out, int64_t ld_out, float beta) {
-  const __half* w16 = reinterpret_cast<const __half*>(w.data);
-  if (w.type != DType::F16) {
-    weights_to_f16(w.type, w.data, w.row_bytes, w.rows, w.cols, p_w16_, stream_);
-    w16 = p_w16_;
+void CudaBackend::gemm(const DevMatrix& w, const void* x, int T, float* out, int64_t ld_out, float beta) {
+  const GemmType g = gemm_type_for(w.type);
+  const void* wd = w.data;
+  if (g == GemmType::F32 && w.type != DType::F32) {
+    weights_to_f32(w.type, w.data, w.row_bytes, w.rows, w.cols, p_w32_, stream_);
+    wd = p_w32_;
   }
-  gemm_f16(cublas_, w16, w.rows, w.cols, x, T, out, ld_out, beta);
+  cuda::gemm(cublas_, g, wd, w.rows, w.cols, x, T, out, ld_out, beta);
 }
 
 void CudaBackend::prefill(std::span<const BatchEntry> batch, float* logits) {
@@ -431,36 +428,36 @@ void CudaBackend::prefill(std::span<const BatchEntry> batch, float* logits) {
   embed_rows(tok_embd_.type, tok_embd_.data, tok_embd_.row_bytes, E, d_tokens_, T, p_x_, stream_);
   const AttentionShape sh{static_cast<int>(c_.n_head), static_cast<int>(c_.n_head_kv), static_cast<int>(c_.head_dim),
                           opts_.n_ctx, 1.0f / std::sqrt(static_cast<float>(c_.head_dim))};
-  const RopeArgs ra{sh.n_head, sh.n_head_kv, sh.head_dim, opts_.n_ctx, c_.arch.rope_neox, inv_freq_, nullptr};
+  const RopeArgs ra{sh.n_head, sh.n_head_kv, sh.head_dim, opts_.n_ctx, c_.arch.rope_neox, rope_cos_, rope_sin_, nullptr};
   for (size_t il = 0; il < layers_.size(); ++il) {
     const DevLayer& L = layers_[il];
-    __half* kc = k_cache_ + il * layer_cache_;
-    __half* vc = v_cache_ + il * layer_cache_;
+    uint8_t* kc = k_cache_ + il * layer_cache_;
+    uint8_t* vc = v_cache_ + il * layer_cache_;
     // The activation rounding depends on the weight type, so q, k and v of
     // different types each get their own copy of the normalised input.
-    rows_to_f16(L.wq.type, RowOp::Norm, p_x_, nullptr, E, L.attn_norm, c_.rms_eps, T, E, p_act_, stream_);
+    rows_for_gemm(L.wq.type, RowOp::Norm, p_x_, nullptr, E, L.attn_norm, c_.rms_eps, T, E, p_act_, stream_);
     gemm(L.wq, p_act_, T, p_q_, QD, 0.0f);
     if (L.wk.type != L.wq.type)
-      rows_to_f16(L.wk.type, RowOp::Norm, p_x_, nullptr, E, L.attn_norm, c_.rms_eps, T, E, p_act_, stream_);
+      rows_for_gemm(L.wk.type, RowOp::Norm, p_x_, nullptr, E, L.attn_norm, c_.rms_eps, T, E, p_act_, stream_);
     gemm(L.wk, p_act_, T, p_k_, KVD, 0.0f);
     if (L.wv.type != L.wk.type)
-      rows_to_f16(L.wv.type, RowOp::Norm, p_x_, nullptr, E, L.attn_norm, c_.rms_eps, T, E, p_act_, stream_);
+      rows_for_gemm(L.wv.type, RowOp::Norm, p_x_, nullptr, E, L.attn_norm, c_.rms_eps, T, E, p_act_, stream_);
     gemm(L.wv, p_act_, T, p_v_, KVD, 0.0f);
     RopeArgs r = ra;
     r.bias = L.bias_qkv;
-    rope_and_store(r, T, p_q_, p_k_, p_v_, d_pos_, d_seq_, kc, vc, stream_);
-    attention_prefill(sh, T, p_q_, kc, vc, d_pos_, d_seq_, p_attn_, stream_);
-    rows_to_f16(L.wo.type, RowOp::Plain, p_attn_, nullptr, QD, nullptr, 0, T, QD, p_act_, stream_);
+    rope_and_store(r, T, p_q_, p_k_, p_v_, d_pos_, d_seq_, kc, vc, kv_f32_, stream_);
+    attention(sh, T, p_q_, kc, vc, kv_f32_, d_pos_, d_seq_, 1, p_attn_, /*programmatic=*/false, stream_);
+    rows_for_gemm(L.wo.type, RowOp::Plain, p_attn_, nullptr, QD, nullptr, 0, T, QD, p_act_, stream_);
     gemm(L.wo, p_act_, T, p_x_, E, 1.0f);
-    rows_to_f16(L.w_gate.type, RowOp::Norm, p_x_, nullptr, E, L.ffn_norm, c_.rms_eps, T, E, p_act_, stream_);
+    rows_for_gemm(L.w_gate.type, RowOp::Norm, p_x_, nullptr, E, L.ffn_norm, c_.rms_eps, T, E, p_act_, stream_);
     gemm(L.w_gate, p_act_, T, p_gate_, FF, 0.0f);
     gemm(L.w_up, p_act_, T, p_up_, FF, 0.0f);
-    rows_to_f16(L.w_down.type, RowOp::Swiglu, p_gate_, p_up_, FF, nullptr, 0, T, FF, p_act_, stream_);
+    rows_for_gemm(L.w_down.type, RowOp::Swiglu, p_gate_, p_up_, FF, nullptr, 0, T, FF, p_act_, stream_);
     gemm(L.w_down, p_act_, T, p_x_, E, 1.0f);
   }
   if (n_out > 0) {
     gather_rows(p_x_, d_out_idx_, n_out, E, p_rows_, stream_);
-    rows_to_f16(output_.type, RowOp::Norm, p_rows_, nullptr, E, output_norm_, c_.rms_eps, n_out, E, p_act_, stream_);
+    rows_for_gemm(output_.type, RowOp::Norm, p_rows_, nullptr, E, output_norm_, c_.rms_eps, n_out, E, p_act_, stream_);
     gemm(output_, p_act_, n_out, p_logits_, c_.n_vocab, 0.0f);
     QUARREL_CUDA_CHECK(cudaMemcpyAsync(logits, p_logits_, static_cast<size_t>(n_out) * c_.n_vocab * sizeof(float),
                                        cudaMemcpyDeviceToHost, stream_));

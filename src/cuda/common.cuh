@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <sstream>
 #include <string>
+#include <utility>
 
 #include "common/error.h"
 
@@ -52,6 +53,26 @@ __device__ __forceinline__ float block_sum(float v, float* scratch32) {
   const int n_warps = blockDim.x / kWarp;
   v = lane < n_warps ? scratch32[lane] : 0.0f;
   return warp_sum(v);
+}
+
+// Launches with programmatic stream serialization: the kernel may start while
+// the previous one finishes, and must call cudaGridDependencySynchronize()
+// before it reads anything that kernel wrote. Decode chains of small kernels
+// hide most of their launch latency this way, in graphs too.
+template <typename... KArgs, typename... Args>
+void launch_programmatic(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+                         Args&&... args) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = s;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  QUARREL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
 }
 
 // Activations live in shared memory as 33 floats per 32 elements: a lane that

@@ -23,26 +23,8 @@ __device__ void load_input(const MatvecArgs& a, float* xs, float* red) {
     ss = block_sum(ss, red);
     const float scale = rsqrtf(ss / k + a.eps);
     for (int i = threadIdx.x; i < k; i += blockDim.x) xs[padded(i)] = (a.x[i] * scale) * a.norm_w[i];
-  } else if constexpr (IN == MatvecInput::Plain) {
-    for (int i = threadIdx.x; i < k; i += blockDim.x) xs[padded(i)] = a.x[i];
   } else {
-    // Combine the split-KV partial softmaxes of each head: element i belongs
-    // to head i / head_dim.
-    for (int i = threadIdx.x; i < k; i += blockDim.x) {
-      const int h = i / a.head_dim, d = i % a.head_dim;
-      const float* pm = a.part_m + h * a.n_split;
-      const float* pl = a.part_l + h * a.n_split;
-      float m = -INFINITY;
-      for (int s = 0; s < a.n_split; ++s) m = fmaxf(m, pm[s]);
-      float num = 0, den = 0;
-      for (int s = 0; s < a.n_split; ++s) {
-        if (pm[s] == -INFINITY) continue;
-        const float w = __expf(pm[s] - m);
-        num += w * a.part_acc[(static_cast<int64_t>(h) * a.n_split + s) * a.head_dim + d];
-        den += w * pl[s];
-      }
-      xs[padded(i)] = num / den;
-    }
+    for (int i = threadIdx.x; i < k; i += blockDim.x) xs[padded(i)] = a.x[i];
   }
   __syncthreads();
 }
@@ -74,10 +56,32 @@ __device__ __forceinline__ unsigned long long pack_argmax(float v, int idx) {
   return (static_cast<unsigned long long>(u) << 32) | static_cast<uint32_t>(~static_cast<uint32_t>(idx));
 }
 
+// Pulls the first rows this warp will read into L2 while the previous kernel
+// is still running (the launch is programmatic: see launch()).
+__device__ __forceinline__ void prefetch_rows(const uint8_t* w, int64_t row_bytes, int first_row, int n_rows) {
+  const int lane = threadIdx.x % kWarp;
+  const uint8_t* p = w + first_row * row_bytes;
+  const int64_t bytes = n_rows * row_bytes;
+  for (int64_t off = lane * 128; off < bytes; off += kWarp * 128)
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(p + off));
+}
+
 template <DType WT, DType VT, MatvecInput IN, MatvecOutput OUT>
 __global__ void __launch_bounds__(kThreads) matvec_kernel(MatvecArgs a) {
   extern __shared__ float xs[];
   __shared__ float red[32];
+  {
+    // Weights do not depend on the previous kernel: pull this block's rows
+    // into L2 before waiting for it.
+    const int warp0 = blockIdx.x * kWarps + threadIdx.x / kWarp, n_warps0 = gridDim.x * kWarps;
+    const int per_unit = OUT == MatvecOutput::Swiglu ? 1 : 2;
+    for (int first = warp0 * per_unit; first < a.rows; first += n_warps0 * per_unit) {
+      prefetch_rows(a.w, a.row_bytes, first, min(per_unit, a.rows - first));
+      if (a.w2) prefetch_rows(a.w2, a.row_bytes, first, 1);
+    }
+  }
+  cudaGridDependencySynchronize();
+  cudaTriggerProgrammaticLaunchCompletion();
   load_input<IN>(a, xs, red);
   round_activations<VT>(xs, a.k);
 
@@ -102,8 +106,7 @@ __global__ void __launch_bounds__(kThreads) matvec_kernel(MatvecArgs a) {
         vb += a.bias[rb];
       }
       if (ra < q_dim + kv_dim) {  // q and k are rotated
-        float sn, cs;
-        sincosf(static_cast<float>(pos) * a.inv_freq[i], &sn, &cs);
+        const float cs = a.rope_cos[pos * half + i], sn = a.rope_sin[pos * half + i];
         const float x0 = va, x1 = vb;
         va = x0 * cs - x1 * sn;
         vb = x0 * sn + x1 * cs;
@@ -114,9 +117,15 @@ __global__ void __launch_bounds__(kThreads) matvec_kernel(MatvecArgs a) {
       } else {
         const bool is_k = ra < q_dim + kv_dim;
         const int off = ra - q_dim - (is_k ? 0 : kv_dim), offb = rb - q_dim - (is_k ? 0 : kv_dim);
-        __half* cache = (is_k ? a.k_cache : a.v_cache) + (static_cast<int64_t>(seq) * a.n_ctx + pos) * kv_dim;
-        cache[off] = __float2half_rn(va);
-        cache[offb] = __float2half_rn(vb);
+        const int64_t at = (static_cast<int64_t>(seq) * a.n_ctx + pos) * kv_dim;
+        void* cache = is_k ? a.k_cache : a.v_cache;
+        if (a.kv_f32) {
+          static_cast<float*>(cache)[at + off] = va;
+          static_cast<float*>(cache)[at + offb] = vb;
+        } else {
+          static_cast<__half*>(cache)[at + off] = __float2half_rn(va);
+          static_cast<__half*>(cache)[at + offb] = __float2half_rn(vb);
+        }
       }
     }
   } else if constexpr (OUT == MatvecOutput::Swiglu) {
@@ -158,9 +167,10 @@ void launch(const MatvecArgs& a, int n_sm, cudaStream_t s) {
   }
   if (smem > 200 * 1024) fail_message(cat("matvec: row length ", a.k, " is too long for shared memory"));
   const int units = OUT == MatvecOutput::Swiglu ? a.rows : (a.rows + 1) / 2;
-  const int blocks = std::max(1, std::min((units + kWarps - 1) / kWarps, n_sm * 4));
-  kernel<<<blocks, kThreads, smem, s>>>(a);
-  QUARREL_CUDA_CHECK(cudaGetLastError());
+  // One block per multiprocessor leaves room for the next kernel's blocks to
+  // start (programmatic launch) and prefetch while this one finishes.
+  const int blocks = std::max(1, std::min((units + kWarps - 1) / kWarps, n_sm));
+  launch_programmatic(kernel, blocks, kThreads, smem, s, a);
 }
 
 template <DType WT, DType VT>
@@ -168,7 +178,6 @@ void dispatch_io(MatvecInput in, MatvecOutput out, const MatvecArgs& a, int n_sm
   using I = MatvecInput;
   using O = MatvecOutput;
   if (in == I::Norm && out == O::Qkv) return launch<WT, VT, I::Norm, O::Qkv>(a, n_sm, s);
-  if (in == I::Attention && out == O::Residual) return launch<WT, VT, I::Attention, O::Residual>(a, n_sm, s);
   if (in == I::Norm && out == O::Swiglu) return launch<WT, VT, I::Norm, O::Swiglu>(a, n_sm, s);
   if (in == I::Plain && out == O::Residual) return launch<WT, VT, I::Plain, O::Residual>(a, n_sm, s);
   if (in == I::Norm && out == O::Logits) return launch<WT, VT, I::Norm, O::Logits>(a, n_sm, s);

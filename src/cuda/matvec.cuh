@@ -1,6 +1,6 @@
 #pragma once
-// Fused decode matvec: one kernel reads its input (with RMSNorm, or by
-// combining split attention), rounds it like the CPU backend, multiplies by a
+// Fused decode matvec: one kernel reads its input (with RMSNorm or as it is),
+// rounds it like the CPU backend, multiplies by a
 // weight matrix and applies an epilogue (RoPE + KV write, residual add,
 // SwiGLU, or logits with argmax), so decode needs five kernels per layer.
 #include <cuda_fp16.h>
@@ -12,7 +12,7 @@
 
 namespace quarrel::cuda {
 
-enum class MatvecInput { Norm, Plain, Attention };
+enum class MatvecInput { Norm, Plain };
 enum class MatvecOutput { Qkv, Residual, Swiglu, Logits };
 
 struct MatvecArgs {
@@ -28,20 +28,17 @@ struct MatvecArgs {
   const float* x = nullptr;       // Norm / Plain: k floats
   const float* norm_w = nullptr;  // Norm: k floats
   float eps = 0;
-  // Attention: partial results of split-KV attention to combine first.
-  const float* part_m = nullptr;    // [n_head][n_split]
-  const float* part_l = nullptr;    // [n_head][n_split]
-  const float* part_acc = nullptr;  // [n_head][n_split][head_dim]
-  int n_split = 0;
 
   // Output.
   float* out = nullptr;  // Residual: += ; Swiglu: h ; Logits: logits ; Qkv: q
   // Qkv epilogue.
   const float* bias = nullptr;  // q_dim + 2 * kv_dim, or null
-  const float* inv_freq = nullptr;  // head_dim / 2: frequency of each rotated pair
+  const float* rope_cos = nullptr;  // [n_ctx][head_dim / 2], made by the CPU backend's rope_table
+  const float* rope_sin = nullptr;
   const int32_t* step = nullptr;    // device {token, pos, seq}
-  __half* k_cache = nullptr;        // this layer's, [seq][pos][kv_dim]
-  __half* v_cache = nullptr;
+  void* k_cache = nullptr;          // this layer's, [seq][pos][kv_dim], F32 or F16
+  void* v_cache = nullptr;
+  bool kv_f32 = true;
   int n_ctx = 0;
   int n_head = 0, n_head_kv = 0, head_dim = 0;
   bool neox = false;

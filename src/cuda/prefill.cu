@@ -17,9 +17,13 @@ __global__ void embed_kernel(const uint8_t* table, int64_t row_bytes, int k, con
   }
 }
 
-template <DType VT>
-__global__ void rows_to_f16_kernel(RowOp op, const float* x, const float* x2, int64_t stride, const float* norm_w,
-                                   float eps, int k, __half* out) {
+__device__ __forceinline__ void store_as(float* p, float v) { *p = v; }
+__device__ __forceinline__ void store_as(__half* p, float v) { *p = __float2half_rn(v); }
+__device__ __forceinline__ void store_as(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
+
+template <DType VT, typename OutT>
+__global__ void rows_kernel(RowOp op, const float* x, const float* x2, int64_t stride, const float* norm_w,
+                            float eps, int k, OutT* out) {
   extern __shared__ float xs[];
   __shared__ float red[32];
   const int t = blockIdx.x;
@@ -41,7 +45,7 @@ __global__ void rows_to_f16_kernel(RowOp op, const float* x, const float* x2, in
   }
   __syncthreads();
   round_activations<VT>(xs, k);
-  for (int i = threadIdx.x; i < k; i += blockDim.x) out[static_cast<int64_t>(t) * k + i] = __float2half_rn(xs[padded(i)]);
+  for (int i = threadIdx.x; i < k; i += blockDim.x) store_as(out + static_cast<int64_t>(t) * k + i, xs[padded(i)]);
 }
 
 __global__ void gather_kernel(const float* x, const int32_t* idx, int k, float* out) {
@@ -51,7 +55,7 @@ __global__ void gather_kernel(const float* x, const int32_t* idx, int k, float* 
 }
 
 template <DType WT>
-__global__ void weights_to_f16_kernel(const uint8_t* w, int64_t row_bytes, int rows, int k, __half* out) {
+__global__ void weights_to_f32_kernel(const uint8_t* w, int64_t row_bytes, int rows, int k, float* out) {
   const int n_chunks = k / 32;
   const int64_t total = static_cast<int64_t>(rows) * n_chunks;
   float v[32];
@@ -60,13 +64,13 @@ __global__ void weights_to_f16_kernel(const uint8_t* w, int64_t row_bytes, int r
     const int64_t r = i / n_chunks;
     const int c = static_cast<int>(i % n_chunks);
     dequant32<WT>(w + r * row_bytes, c, v);
-    __half2* o = reinterpret_cast<__half2*>(out + r * k + 32 * c);
-    for (int j = 0; j < 16; ++j) o[j] = __floats2half2_rn(v[2 * j], v[2 * j + 1]);
+    float4* o = reinterpret_cast<float4*>(out + r * k + 32 * c);
+    for (int j = 0; j < 8; ++j) o[j] = make_float4(v[4 * j], v[4 * j + 1], v[4 * j + 2], v[4 * j + 3]);
   }
 }
 
 __global__ void rope_store_kernel(RopeArgs a, float* q, const float* k, const float* v, const int32_t* pos_arr,
-                                  const int32_t* seq_arr, __half* k_cache, __half* v_cache) {
+                                  const int32_t* seq_arr, void* k_cache, void* v_cache, bool kv_f32) {
   const int t = blockIdx.x;
   const int half = a.head_dim / 2;
   const int q_dim = a.n_head * a.head_dim, kv_dim = a.n_head_kv * a.head_dim;
@@ -93,8 +97,7 @@ __global__ void rope_store_kernel(RopeArgs a, float* q, const float* k, const fl
       vb += a.bias[rb];
     }
     if (ra < q_dim + kv_dim) {
-      float sn, cs;
-      sincosf(static_cast<float>(pos) * a.inv_freq[i], &sn, &cs);
+      const float cs = a.rope_cos[pos * half + i], sn = a.rope_sin[pos * half + i];
       const float x0 = va, x1 = vb;
       va = x0 * cs - x1 * sn;
       vb = x0 * sn + x1 * cs;
@@ -105,9 +108,14 @@ __global__ void rope_store_kernel(RopeArgs a, float* q, const float* k, const fl
     } else {
       const bool is_k = ra < q_dim + kv_dim;
       const int off = is_k ? q_dim : q_dim + kv_dim;
-      __half* c = (is_k ? k_cache : v_cache) + cache_off;
-      c[ra - off] = __float2half_rn(va);
-      c[rb - off] = __float2half_rn(vb);
+      void* c = is_k ? k_cache : v_cache;
+      if (kv_f32) {
+        static_cast<float*>(c)[cache_off + ra - off] = va;
+        static_cast<float*>(c)[cache_off + rb - off] = vb;
+      } else {
+        static_cast<__half*>(c)[cache_off + ra - off] = __float2half_rn(va);
+        static_cast<__half*>(c)[cache_off + rb - off] = __float2half_rn(vb);
+      }
     }
   }
 }
@@ -130,22 +138,36 @@ void embed_rows(DType t, const uint8_t* table, int64_t row_bytes, int k, const i
   QUARREL_CUDA_CHECK(cudaGetLastError());
 }
 
-void rows_to_f16(DType wtype, RowOp op, const float* x, const float* x2, int64_t stride, const float* norm_w, float eps,
-                 int T, int k, __half* out, cudaStream_t s) {
+GemmType gemm_type_for(DType t) {
+  if (t == DType::F16) return GemmType::F16;
+  if (t == DType::BF16) return GemmType::BF16;
+  return GemmType::F32;
+}
+
+size_t gemm_type_size(GemmType g) { return g == GemmType::F32 ? 4 : 2; }
+
+template <DType VT, typename OutT>
+void launch_rows(RowOp op, const float* x, const float* x2, int64_t stride, const float* norm_w, float eps, int T,
+                 int k, void* out, cudaStream_t s) {
   const size_t smem = padded_size(k) * sizeof(float);
-  switch (wtype) {
-#define X(W, V)                                                                                                  \
-  case DType::W: {                                                                                               \
-    auto kern = rows_to_f16_kernel<DType::V>;                                                                    \
-    QUARREL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024));     \
-    kern<<<T, 256, smem, s>>>(op, x, x2, stride, norm_w, eps, k, out);                                           \
-    break;                                                                                                       \
-  }
-    QUARREL_WEIGHT_TYPES(X)
-#undef X
-    default: fail_message(cat("CUDA rows_to_f16: type ", tensor::dtype_name(wtype), " is not supported"));
-  }
+  auto kern = rows_kernel<VT, OutT>;
+  QUARREL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024));
+  kern<<<T, 256, smem, s>>>(op, x, x2, stride, norm_w, eps, k, static_cast<OutT*>(out));
   QUARREL_CUDA_CHECK(cudaGetLastError());
+}
+
+void rows_for_gemm(DType wtype, RowOp op, const float* x, const float* x2, int64_t stride, const float* norm_w,
+                   float eps, int T, int k, void* out, cudaStream_t s) {
+  switch (wtype) {
+    case DType::F16: return launch_rows<DType::F16, __half>(op, x, x2, stride, norm_w, eps, T, k, out, s);
+    case DType::BF16: return launch_rows<DType::BF16, __nv_bfloat16>(op, x, x2, stride, norm_w, eps, T, k, out, s);
+#define X(W, V) \
+  case DType::W: return launch_rows<DType::V, float>(op, x, x2, stride, norm_w, eps, T, k, out, s);
+    X(F32, F32) X(Q8_0, Q8_0) X(Q4_0, Q8_0) X(Q5_0, Q8_0) X(Q4_1, Q8_1) X(Q5_1, Q8_1) X(Q2_K, Q8_K) X(Q3_K, Q8_K)
+    X(Q4_K, Q8_K) X(Q5_K, Q8_K) X(Q6_K, Q8_K)
+#undef X
+    default: fail_message(cat("CUDA rows_for_gemm: type ", tensor::dtype_name(wtype), " is not supported"));
+  }
 }
 
 void gather_rows(const float* x, const int32_t* idx, int n, int k, float* out, cudaStream_t s) {
@@ -153,32 +175,33 @@ void gather_rows(const float* x, const int32_t* idx, int n, int k, float* out, c
   QUARREL_CUDA_CHECK(cudaGetLastError());
 }
 
-void weights_to_f16(DType t, const uint8_t* w, int64_t row_bytes, int rows, int k, __half* out, cudaStream_t s) {
+void weights_to_f32(DType t, const uint8_t* w, int64_t row_bytes, int rows, int k, float* out, cudaStream_t s) {
   const int64_t work = static_cast<int64_t>(rows) * (k / 32);
   const int blocks = static_cast<int>(std::min<int64_t>((work + 255) / 256, 8192));
   switch (t) {
 #define X(W, V) \
-  case DType::W: weights_to_f16_kernel<DType::W><<<blocks, 256, 0, s>>>(w, row_bytes, rows, k, out); break;
+  case DType::W: weights_to_f32_kernel<DType::W><<<blocks, 256, 0, s>>>(w, row_bytes, rows, k, out); break;
     QUARREL_WEIGHT_TYPES(X)
 #undef X
-    default: fail_message(cat("CUDA weights_to_f16: type ", tensor::dtype_name(t), " is not supported"));
+    default: fail_message(cat("CUDA weights_to_f32: type ", tensor::dtype_name(t), " is not supported"));
   }
   QUARREL_CUDA_CHECK(cudaGetLastError());
 }
 
-void gemm_f16(cublasHandle_t h, const __half* w, int rows, int k, const __half* x, int T, float* out, int64_t ld_out,
-              float beta) {
+void gemm(cublasHandle_t h, GemmType g, const void* w, int rows, int k, const void* x, int T, float* out,
+          int64_t ld_out, float beta) {
   const float alpha = 1.0f;
+  const cudaDataType_t dt = g == GemmType::F16 ? CUDA_R_16F : g == GemmType::BF16 ? CUDA_R_16BF : CUDA_R_32F;
   // Column-major view: out (rows x T) = W^T (W stored k x rows) * X (k x T).
-  cublasStatus_t st = cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, rows, T, k, &alpha, w, CUDA_R_16F, k, x, CUDA_R_16F,
-                                   k, &beta, out, CUDA_R_32F, static_cast<int>(ld_out), CUBLAS_COMPUTE_32F,
-                                   CUBLAS_GEMM_DEFAULT);
+  // CUBLAS_COMPUTE_32F keeps F32 inputs in full precision (no TF32).
+  cublasStatus_t st = cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, rows, T, k, &alpha, w, dt, k, x, dt, k, &beta, out,
+                                   CUDA_R_32F, static_cast<int>(ld_out), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
   if (st != CUBLAS_STATUS_SUCCESS) fail_message(cat("cuBLAS GEMM failed with status ", static_cast<int>(st)));
 }
 
 void rope_and_store(const RopeArgs& a, int T, float* q, const float* k, const float* v, const int32_t* pos,
-                    const int32_t* seq, __half* k_cache, __half* v_cache, cudaStream_t s) {
-  rope_store_kernel<<<T, 256, 0, s>>>(a, q, k, v, pos, seq, k_cache, v_cache);
+                    const int32_t* seq, void* k_cache, void* v_cache, bool kv_f32, cudaStream_t s) {
+  rope_store_kernel<<<T, 256, 0, s>>>(a, q, k, v, pos, seq, k_cache, v_cache, kv_f32);
   QUARREL_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -16,32 +16,43 @@ namespace quarrel::cuda {
 void embed_rows(tensor::DType t, const uint8_t* table, int64_t row_bytes, int k, const int32_t* tokens, int T,
                 float* x, cudaStream_t s);
 
+// The element type a GEMM with weights of type t runs in. F16 and BF16 weights
+// meet activations rounded to their own type, so the products are exact; the
+// other types run in F32, because rounding their decoded values or their Q8
+// activations to 16 bits moves the result further from the CPU backend than
+// the quantization itself does.
+enum class GemmType { F16, BF16, F32 };
+GemmType gemm_type_for(tensor::DType t);
+size_t gemm_type_size(GemmType g);
+
 enum class RowOp { Norm, Plain, Swiglu };
 // For each of T rows: optional RMSNorm (norm_w) or SwiGLU (x = gate, x2 = up),
-// then the activation rounding of weight type wtype, written as F16 for cuBLAS.
-// Rows come from x with stride `stride`; row t of the result lands at out + t * k.
-void rows_to_f16(tensor::DType wtype, RowOp op, const float* x, const float* x2, int64_t stride, const float* norm_w,
-                 float eps, int T, int k, __half* out, cudaStream_t s);
+// then the activation rounding of weight type wtype, written in that weight
+// type's GEMM type. Rows come from x with stride `stride`; row t of the result
+// lands at element t * k of out.
+void rows_for_gemm(tensor::DType wtype, RowOp op, const float* x, const float* x2, int64_t stride, const float* norm_w,
+                   float eps, int T, int k, void* out, cudaStream_t s);
 // Same rows gathered by index: rows idx[i] of x (for the output head).
 void gather_rows(const float* x, const int32_t* idx, int n, int k, float* out, cudaStream_t s);
 
-// Expands a weight matrix to F16 (rows x k).
-void weights_to_f16(tensor::DType t, const uint8_t* w, int64_t row_bytes, int rows, int k, __half* out,
+// Decodes a quantized weight matrix to F32 (rows x k) for the GEMM.
+void weights_to_f32(tensor::DType t, const uint8_t* w, int64_t row_bytes, int rows, int k, float* out,
                     cudaStream_t s);
 
-// out[t][0..rows) = beta * out + W x[t]: W is rows x k F16, x is T x k F16.
-void gemm_f16(cublasHandle_t h, const __half* w, int rows, int k, const __half* x, int T, float* out, int64_t ld_out,
-              float beta);
+// out[t][0..rows) = beta * out + W x[t]: W is rows x k, x is T x k, both of type g.
+void gemm(cublasHandle_t h, GemmType g, const void* w, int rows, int k, const void* x, int T, float* out,
+          int64_t ld_out, float beta);
 
 struct RopeArgs {
   int n_head, n_head_kv, head_dim, n_ctx;
   bool neox;
-  const float* inv_freq;  // head_dim / 2
+  const float* rope_cos;  // [n_ctx][head_dim / 2]
+  const float* rope_sin;
   const float* bias;      // q_dim + 2 kv_dim or null
 };
 // q[T][q_dim], k[T][kv_dim], v[T][kv_dim]: adds bias, rotates q and k, and
 // writes k and v to the F16 cache at (seq[t], pos[t]).
 void rope_and_store(const RopeArgs& a, int T, float* q, const float* k, const float* v, const int32_t* pos,
-                    const int32_t* seq, __half* k_cache, __half* v_cache, cudaStream_t s);
+                    const int32_t* seq, void* k_cache, void* v_cache, bool kv_f32, cudaStream_t s);
 
 }  // namespace quarrel::cuda

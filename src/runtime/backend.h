@@ -24,6 +24,10 @@ struct BackendOptions {
   int n_ctx = 0;       // positions per sequence slot; 0 = min(n_ctx_train, 4096)
   int n_seq = 1;       // sequence slots in the KV cache
   int n_batch = 512;   // largest batch one forward takes
+  // KV-cache element type on the GPU: F32 keeps decode within rounding of the
+  // CPU backend (which, like llama.cpp's reference runs, uses F32); F16 halves
+  // the cache's bytes. The CPU backend always uses F32.
+  bool kv_f16 = false;
 };
 
 class Backend {

@@ -31,8 +31,7 @@ class ApiError : public Error {
 std::string_view error_type(int status);
 
 // The JSON error body; empty param or code are written as null.
-std::string error_body(int status, std::string_view message, std::string_view param = {},
-                       std::string_view code = {});
+std::string error_body(int status, std::string_view message, std::string_view param = {}, std::string_view code = {});
 inline std::string error_body(const ApiError& e) { return error_body(e.status(), e.what(), e.param(), e.code()); }
 
 }  // namespace quarrel::server

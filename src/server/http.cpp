@@ -1,11 +1,10 @@
 #include "server/http.h"
 
+#include <fmt/format.h>
 #include <httplib.h>
 
 #include <filesystem>
 #include <random>
-
-#include <fmt/format.h>
 
 #include "server/api_error.h"
 #include "server/request.h"
@@ -44,7 +43,9 @@ void send_error(httplib::Response& res, int status, const std::string& message, 
   res.set_content(error_body(status, message, param, code), "application/json");
 }
 
-void send_error(httplib::Response& res, const ApiError& e) { send_error(res, e.status(), e.what(), e.param(), e.code()); }
+void send_error(httplib::Response& res, const ApiError& e) {
+  send_error(res, e.status(), e.what(), e.param(), e.code());
+}
 
 void send_json(httplib::Response& res, const std::string& body) {
   res.status = 200;
@@ -52,8 +53,8 @@ void send_json(httplib::Response& res, const std::string& body) {
 }
 
 std::string metrics_endpoint(const std::string& path) {
-  static const char* known[] = {"/v1/completions", "/v1/chat/completions", "/v1/models", "/health",
-                                "/metrics", "/tokenize", "/detokenize"};
+  static const char* known[] = {"/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics",
+                                "/tokenize",       "/detokenize"};
   for (const char* k : known)
     if (path == k) return k;
   return "other";  // keeps the label set bounded whatever paths clients try
@@ -107,8 +108,8 @@ struct HttpServer::Handlers {
     } else {
       ids = r.prompt_tokens;
       for (int32_t t : ids)
-        if (t >= s.tok_.n_vocab()) bad_request("prompt", fmt::format("token id {} is not in the vocabulary of {}", t,
-                                                                   s.tok_.n_vocab()));
+        if (t >= s.tok_.n_vocab())
+          bad_request("prompt", fmt::format("token id {} is not in the vocabulary of {}", t, s.tok_.n_vocab()));
     }
     const char* param = r.endpoint == Endpoint::Chat ? "messages" : "prompt";
     if (ids.empty()) bad_request(param, "the prompt is empty");
@@ -143,8 +144,8 @@ struct HttpServer::Handlers {
     ResponseContext ctx;
     ctx.endpoint = endpoint;
     ctx.id = fmt::format("{}-{}{:x}", endpoint == Endpoint::Chat ? "chatcmpl" : "cmpl", s.id_prefix_, task->id);
-    ctx.created = std::chrono::duration_cast<std::chrono::seconds>(
-                      std::chrono::system_clock::now().time_since_epoch()).count();
+    ctx.created =
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
     ctx.model = r.model.empty() ? s.opts_.model_id : r.model;
     ctx.logprobs = r.logprobs;
     ctx.include_usage = r.stream && r.include_usage;
@@ -201,8 +202,7 @@ struct HttpServer::Handlers {
               return false;
           }
           st->events.clear();
-          if (!st->task->stream.pop_all(st->events, std::chrono::milliseconds(20)))
-            return sink.is_writable() || gone();
+          if (!st->task->stream.pop_all(st->events, std::chrono::milliseconds(20))) return sink.is_writable() || gone();
           for (auto& ev : st->events) {
             if (ev.kind == TaskEvent::Kind::Delta) {
               if (st->streaming) {
@@ -238,8 +238,10 @@ struct HttpServer::Handlers {
     std::vector<int32_t> ids = s.tok_.encode(r.content, r.add_special, /*parse_special=*/true);
     json tokens = json::array();
     for (int32_t id : ids) {
-      if (r.with_pieces) tokens.push_back({{"id", id}, {"piece", s.tok_.token_to_piece(id, true)}});
-      else tokens.push_back(id);
+      if (r.with_pieces)
+        tokens.push_back({{"id", id}, {"piece", s.tok_.token_to_piece(id, true)}});
+      else
+        tokens.push_back(id);
     }
     send_json(res, dump_json(json{{"tokens", tokens}}));
   }
@@ -308,7 +310,8 @@ HttpServer::HttpServer(const model::Model& model, runtime::Backend& backend, Ser
     if (req.path == "/health" || opts_.api_key.empty()) return httplib::Server::HandlerResponse::Unhandled;
     const std::string auth = req.get_header_value("Authorization");
     const std::string_view bearer = "Bearer ";
-    std::string_view given = auth.starts_with(bearer) ? std::string_view(auth).substr(bearer.size()) : std::string_view();
+    std::string_view given =
+        auth.starts_with(bearer) ? std::string_view(auth).substr(bearer.size()) : std::string_view();
     if (keys_equal(given, opts_.api_key)) return httplib::Server::HandlerResponse::Unhandled;
     res.set_header("WWW-Authenticate", "Bearer");
     res.set_header("Connection", "close");  // the body was not read: the connection cannot carry another request
@@ -368,17 +371,13 @@ HttpServer::HttpServer(const model::Model& model, runtime::Backend& backend, Ser
   h.Post("/v1/chat/completions", route([](Handlers& hs, const httplib::Request& req, httplib::Response& res) {
            hs.completion(req, res, Endpoint::Chat);
          }));
-  h.Post("/tokenize", route([](Handlers& hs, const httplib::Request& req, httplib::Response& res) {
-           hs.tokenize(req, res);
-         }));
-  h.Post("/detokenize", route([](Handlers& hs, const httplib::Request& req, httplib::Response& res) {
-           hs.detokenize(req, res);
-         }));
+  h.Post("/tokenize",
+         route([](Handlers& hs, const httplib::Request& req, httplib::Response& res) { hs.tokenize(req, res); }));
+  h.Post("/detokenize",
+         route([](Handlers& hs, const httplib::Request& req, httplib::Response& res) { hs.detokenize(req, res); }));
 }
 
-HttpServer::~HttpServer() {
-  shutdown(std::chrono::milliseconds(0));
-}
+HttpServer::~HttpServer() { shutdown(std::chrono::milliseconds(0)); }
 
 int HttpServer::bind() {
   int port = opts_.port;

@@ -29,14 +29,14 @@ namespace quarrel::server {
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
-  int port = 8080;              // 0: any free port (bind() says which)
-  std::string api_key;          // "" = no authentication
-  size_t max_queue = 64;        // requests that may wait for a slot
-  int timeout_s = 600;          // socket read/write timeout
+  int port = 8080;        // 0: any free port (bind() says which)
+  std::string api_key;    // "" = no authentication
+  size_t max_queue = 64;  // requests that may wait for a slot
+  int timeout_s = 600;    // socket read/write timeout
   size_t max_body_bytes = 8u << 20;
-  std::string model_id;         // the name in /v1/models and in responses
-  std::string chat_template;    // --chat-template NAME; "" = detect from the model
-  int http_threads = 0;         // 0: enough for every slot, the queue, and spare connections
+  std::string model_id;       // the name in /v1/models and in responses
+  std::string chat_template;  // --chat-template NAME; "" = detect from the model
+  int http_threads = 0;       // 0: enough for every slot, the queue, and spare connections
 };
 
 class HttpServer {

@@ -89,8 +89,7 @@ std::string Metrics::render(size_t queue_depth, size_t queue_capacity) const {
          prompt_tokens_reused_);
   scalar("quarrel_generated_tokens_total", "counter", "Tokens generated.", generated_tokens_);
   scalar("quarrel_queue_depth", "gauge", "Requests waiting for a slot.", queue_depth);
-  scalar("quarrel_queue_capacity", "gauge", "Requests that may wait before the server answers 503.",
-         queue_capacity);
+  scalar("quarrel_queue_capacity", "gauge", "Requests that may wait before the server answers 503.", queue_capacity);
   scalar("quarrel_slots_active", "gauge", "Slots generating or evaluating a prompt.", active_slots_);
   scalar("quarrel_slots_total", "gauge", "Slots (--parallel).", total_slots_);
   ttft_.write(out, "quarrel_time_to_first_token_seconds", "From arrival to the first generated token.");

@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <limits>
-
 #include <nlohmann/json.hpp>
 
 #include "server/api_error.h"
@@ -154,7 +153,8 @@ void parse_stop(const json& j, CompletionRequest& r) {
     if (!v.is_string()) bad_request("stop", "'stop' must be a string or an array of strings");
     std::string str = v.get<std::string>();
     if (str.empty()) bad_request("stop", "stop strings must not be empty");
-    if (str.size() > kMaxStopBytes) bad_request("stop", fmt::format("stop strings are limited to {} bytes", kMaxStopBytes));
+    if (str.size() > kMaxStopBytes)
+      bad_request("stop", fmt::format("stop strings are limited to {} bytes", kMaxStopBytes));
     r.stop.push_back(std::move(str));
   };
   if (s->is_array()) {
@@ -167,8 +167,7 @@ void parse_stop(const json& j, CompletionRequest& r) {
 
 // Fields whose non-default values ask for something this server does not do.
 void reject_unsupported(const json& j) {
-  if (auto n = get_int(j, "n", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max());
-      n && *n != 1)
+  if (auto n = get_int(j, "n", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max()); n && *n != 1)
     bad_request("n", "only n = 1 is supported");
   if (auto b = get_int(j, "best_of", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max());
       b && *b != 1)
@@ -221,8 +220,8 @@ CompletionRequest parse_completion_request(std::string_view body, Endpoint endpo
     } else if (seed->is_number_integer()) {
       u = static_cast<uint64_t>(seed->get<int64_t>());
     } else {
-      u = static_cast<uint64_t>(get_int(j, "seed", std::numeric_limits<int64_t>::min(),
-                                        std::numeric_limits<int64_t>::max()).value());
+      u = static_cast<uint64_t>(
+          get_int(j, "seed", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max()).value());
     }
     // The runtime reads 0xFFFFFFFF as "draw a random seed"; keep that one
     // seed reproducible by moving it out of the way.

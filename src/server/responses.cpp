@@ -17,7 +17,10 @@ std::string ResponseWriter::sse_error(int status, const std::string& message) {
 }
 
 json ResponseWriter::base(const char* object) const {
-  return json{{"id", ctx_.id}, {"object", object}, {"created", ctx_.created}, {"model", ctx_.model},
+  return json{{"id", ctx_.id},
+              {"object", object},
+              {"created", ctx_.created},
+              {"model", ctx_.model},
               {"system_fingerprint", "quarrel"}};
 }
 
@@ -40,7 +43,8 @@ json ResponseWriter::logprobs_json(const std::vector<TokenLogprob>& lps) {
       offsets.push_back(text_offset_);
       text_offset_ += lp.piece.size();
     }
-    return json{{"tokens", tokens}, {"token_logprobs", token_logprobs}, {"top_logprobs", top}, {"text_offset", offsets}};
+    return json{
+        {"tokens", tokens}, {"token_logprobs", token_logprobs}, {"top_logprobs", top}, {"text_offset", offsets}};
   }
   auto bytes = [](const std::string& s) {
     json b = json::array();
@@ -54,7 +58,8 @@ json ResponseWriter::logprobs_json(const std::vector<TokenLogprob>& lps) {
       const std::string piece = tok_.token_to_piece(id);
       alt.push_back({{"token", piece}, {"logprob", v}, {"bytes", bytes(piece)}});
     }
-    content.push_back({{"token", lp.piece}, {"logprob", lp.logprob}, {"bytes", bytes(lp.piece)}, {"top_logprobs", alt}});
+    content.push_back(
+        {{"token", lp.piece}, {"logprob", lp.logprob}, {"bytes", bytes(lp.piece)}, {"top_logprobs", alt}});
   }
   return json{{"content", content}, {"refusal", nullptr}};
 }
@@ -78,8 +83,10 @@ std::string ResponseWriter::completion(const std::string& text, const std::vecto
 
 std::string ResponseWriter::chunk_role() {
   json r = base("chat.completion.chunk");
-  r["choices"] = json::array(
-      {{{"index", 0}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"logprobs", nullptr}, {"finish_reason", nullptr}}});
+  r["choices"] = json::array({{{"index", 0},
+                               {"delta", {{"role", "assistant"}, {"content", ""}}},
+                               {"logprobs", nullptr},
+                               {"finish_reason", nullptr}}});
   if (ctx_.include_usage) r["usage"] = nullptr;
   return sse(r);
 }

@@ -6,10 +6,9 @@
 // Log-probabilities are natural logs of the model's softmax before sampling
 // transforms; text_offset counts bytes from the start of the completion.
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "server/request.h"
 #include "server/task.h"

@@ -30,7 +30,8 @@ Scheduler::Scheduler(runtime::Backend& backend, const model::Config& config, con
   if (opts_.n_slots > bo.n_seq || opts_.n_ctx > bo.n_ctx || opts_.n_batch > bo.n_batch)
     fail("scheduler: {} slots of {} positions, batches of {}, do not fit the backend's {} x {} (batch {})",
          opts_.n_slots, opts_.n_ctx, opts_.n_batch, bo.n_seq, bo.n_ctx, bo.n_batch);
-  if (opts_.n_batch < opts_.n_slots) fail("scheduler: batch {} is smaller than the {} slots", opts_.n_batch, opts_.n_slots);
+  if (opts_.n_batch < opts_.n_slots)
+    fail("scheduler: batch {} is smaller than the {} slots", opts_.n_batch, opts_.n_slots);
   slots_.resize(opts_.n_slots);
   for (int32_t i = 0; i < opts_.n_slots; ++i) slots_[i].seq = i;
   batch_.reserve(opts_.n_batch);
@@ -42,7 +43,9 @@ Scheduler::Scheduler(runtime::Backend& backend, const model::Config& config, con
 
 Scheduler::~Scheduler() { stop(Clock::now()); }
 
-void Scheduler::start() { thread_ = std::thread([this] { run(); }); }
+void Scheduler::start() {
+  thread_ = std::thread([this] { run(); });
+}
 
 void Scheduler::stop(Clock::time_point deadline) {
   if (!stopping_.exchange(true)) {
@@ -67,12 +70,13 @@ int Scheduler::active_slots() const {
 void Scheduler::run() {
   for (;;) {
     const bool stopping = stopping_.load();
-    const bool past_deadline =
-        stopping && Clock::now().time_since_epoch().count() >= deadline_ns_.load();
+    const bool past_deadline = stopping && Clock::now().time_since_epoch().count() >= deadline_ns_.load();
     for (auto& s : slots_) {
       if (!s.task) continue;
-      if (s.task->stream.cancelled()) finish(s, FinishReason::Cancelled, false);
-      else if (past_deadline) finish(s, FinishReason::Error, false, "the server is shutting down");
+      if (s.task->stream.cancelled())
+        finish(s, FinishReason::Cancelled, false);
+      else if (past_deadline)
+        finish(s, FinishReason::Error, false, "the server is shutting down");
     }
     if (!stopping) admit();
     bool worked = false;
@@ -178,8 +182,9 @@ bool Scheduler::step() {
   for (auto& s : slots_) {
     if (!s.task || (!s.decoding && s.chunk == 0)) continue;
     undo_.emplace_back(s.seq, kv_.n_past(s.seq));
-    std::span<const int32_t> toks = s.decoding ? std::span<const int32_t>(&s.next_token, 1)
-                                               : std::span<const int32_t>(s.task->prompt).subspan(s.n_prompt_done, s.chunk);
+    std::span<const int32_t> toks = s.decoding
+                                        ? std::span<const int32_t>(&s.next_token, 1)
+                                        : std::span<const int32_t>(s.task->prompt).subspan(s.n_prompt_done, s.chunk);
     kv_.apply({.kind = runtime::KvCache::Op::Kind::Append, .seq = s.seq, .tokens = toks});
   }
   try {
@@ -217,9 +222,8 @@ TokenLogprob Scheduler::make_logprob(const float* logits, int32_t token, int32_t
   if (top > 0) {
     const int32_t k = std::min(top, n_vocab_);
     std::iota(order_.begin(), order_.end(), 0);
-    std::partial_sort(order_.begin(), order_.begin() + k, order_.end(), [&](int32_t a, int32_t b) {
-      return logp_[a] > logp_[b] || (logp_[a] == logp_[b] && a < b);
-    });
+    std::partial_sort(order_.begin(), order_.begin() + k, order_.end(),
+                      [&](int32_t a, int32_t b) { return logp_[a] > logp_[b] || (logp_[a] == logp_[b] && a < b); });
     for (int32_t i = 0; i < k; ++i) lp.top.emplace_back(order_[i], logp_[order_[i]]);
   }
   return lp;

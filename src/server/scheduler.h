@@ -32,9 +32,9 @@
 namespace quarrel::server {
 
 struct SchedulerOptions {
-  int32_t n_slots = 1;   // the backend's n_seq
-  int32_t n_ctx = 0;     // positions per slot: the backend's n_ctx
-  int32_t n_batch = 0;   // tokens per forward: the backend's n_batch (>= n_slots)
+  int32_t n_slots = 1;  // the backend's n_seq
+  int32_t n_ctx = 0;    // positions per slot: the backend's n_ctx
+  int32_t n_batch = 0;  // tokens per forward: the backend's n_batch (>= n_slots)
 };
 
 class Scheduler {
@@ -62,8 +62,8 @@ class Scheduler {
     int32_t chunk = 0;           // prompt tokens in this step's batch
     int32_t next_token = -1;     // decoding: the token this step feeds
     int32_t n_generated = 0;
-    int32_t logits_row = -1;     // this step's row of logits_, or -1
-    int64_t last_used = 0;       // step of the last finish, for least-recently-used reuse
+    int32_t logits_row = -1;  // this step's row of logits_, or -1
+    int64_t last_used = 0;    // step of the last finish, for least-recently-used reuse
     std::optional<runtime::Sampler> sampler;
     std::optional<tokenizer::Detokenizer> detok;
     std::optional<StopMatcher> stop;
@@ -96,11 +96,11 @@ class Scheduler {
 
   runtime::KvCache kv_;
   std::vector<Slot> slots_;
-  std::vector<runtime::BatchEntry> batch_;  // reused every step
-  std::vector<float> logits_;               // [n_slots][n_vocab]
-  std::vector<float> logp_;                 // [n_vocab], for logprobs
-  std::vector<int32_t> order_;              // [n_vocab], for top logprobs
-  std::vector<Slot*> prefill_;              // slots evaluating their prompt, oldest task first
+  std::vector<runtime::BatchEntry> batch_;         // reused every step
+  std::vector<float> logits_;                      // [n_slots][n_vocab]
+  std::vector<float> logp_;                        // [n_vocab], for logprobs
+  std::vector<int32_t> order_;                     // [n_vocab], for top logprobs
+  std::vector<Slot*> prefill_;                     // slots evaluating their prompt, oldest task first
   std::vector<std::pair<int32_t, int32_t>> undo_;  // (seq, n_past before this step)
   int64_t step_ = 0;
 

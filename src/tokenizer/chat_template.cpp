@@ -12,17 +12,17 @@ namespace {
 enum class Family { ChatMl, Llama2, Llama3, Mistral, Phi3, Gemma, Zephyr };
 
 // Variant flags: each names one behaviour of a family's Jinja source.
-constexpr unsigned kBosAtStart = 1u << 0;        // {{ bos_token }} before everything (phi3)
-constexpr unsigned kHeaderDate = 1u << 1;        // llama3.1: a system turn with the knowledge cutoff and today's date, always
-constexpr unsigned kDateFromClock = 1u << 2;     // llama3.2: today's date from strftime_now, not the fixed "26 Jul 2024"
-constexpr unsigned kSystemFirstUser = 1u << 3;   // mistral-v1: the system text opens the first user turn
-constexpr unsigned kSystemLastUser = 1u << 4;    // mistral-v3: the system text opens the last user turn
-constexpr unsigned kSystemTags = 1u << 5;        // mistral-v7: [SYSTEM_PROMPT] turns, no alternation check
-constexpr unsigned kTrimReply = 1u << 6;         // mistral-v3: assistant content | trim
-constexpr unsigned kReplySpace = 1u << 7;        // mistral v0.1: a space after each reply's eos
-constexpr unsigned kSkipEmptySystem = 1u << 8;   // phi3.5: a system message renders only when non-empty
-constexpr unsigned kUserOpensReply = 1u << 9;    // phi3-mini: each user turn ends with <|assistant|>; system is dropped
-constexpr unsigned kSystemAsPrefix = 1u << 10;   // gemma3: the system text opens the first user turn
+constexpr unsigned kBosAtStart = 1u << 0;  // {{ bos_token }} before everything (phi3)
+constexpr unsigned kHeaderDate = 1u << 1;  // llama3.1: a system turn with the knowledge cutoff and today's date, always
+constexpr unsigned kDateFromClock = 1u << 2;    // llama3.2: today's date from strftime_now, not the fixed "26 Jul 2024"
+constexpr unsigned kSystemFirstUser = 1u << 3;  // mistral-v1: the system text opens the first user turn
+constexpr unsigned kSystemLastUser = 1u << 4;   // mistral-v3: the system text opens the last user turn
+constexpr unsigned kSystemTags = 1u << 5;       // mistral-v7: [SYSTEM_PROMPT] turns, no alternation check
+constexpr unsigned kTrimReply = 1u << 6;        // mistral-v3: assistant content | trim
+constexpr unsigned kReplySpace = 1u << 7;       // mistral v0.1: a space after each reply's eos
+constexpr unsigned kSkipEmptySystem = 1u << 8;  // phi3.5: a system message renders only when non-empty
+constexpr unsigned kUserOpensReply = 1u << 9;   // phi3-mini: each user turn ends with <|assistant|>; system is dropped
+constexpr unsigned kSystemAsPrefix = 1u << 10;  // gemma3: the system text opens the first user turn
 
 struct Spec {
   std::string_view name;
@@ -199,8 +199,7 @@ std::string render_mistral(std::span<const ChatMessage> msgs, const ChatRenderOp
     const ChatMessage& m = loop[i];
     if ((flags & kSystemFirstUser) && breaks_alternation(m, i)) raise(kAlternateAfterSystem);
     if (m.role == "user") {
-      const bool with_system =
-          has_system && ((flags & kSystemFirstUser) ? i == 0 : i + 1 == loop.size());
+      const bool with_system = has_system && ((flags & kSystemFirstUser) ? i == 0 : i + 1 == loop.size());
       append(out, sp.inst_open, with_system ? system : "", with_system ? "\n\n" : "", m.content, sp.inst_close);
     } else if (m.role == "assistant") {
       reply(m.content);
@@ -215,8 +214,10 @@ std::string render_phi3(std::span<const ChatMessage> msgs, const ChatRenderOptio
   std::string out = (flags & kBosAtStart) ? o.bos_token : "";
   if (flags & kUserOpensReply) {
     for (const auto& m : msgs) {
-      if (m.role == "user") append(out, "<|user|>\n", m.content, "<|end|>\n<|assistant|>\n");
-      else if (m.role == "assistant") append(out, m.content, "<|end|>\n");
+      if (m.role == "user")
+        append(out, "<|user|>\n", m.content, "<|end|>\n<|assistant|>\n");
+      else if (m.role == "assistant")
+        append(out, m.content, "<|end|>\n");
     }
     return out;
   }
@@ -360,8 +361,7 @@ ChatTemplate ChatTemplate::detect(std::string_view jinja) {
   auto named = [&](std::string_view name, unsigned flags) { return ChatTemplate(spec_index(name), flags, ""); };
   auto base = [&](std::string_view name) { return kSpecs[spec_index(name)].flags; };
 
-  if (has("<|im_start|>") && !has("<|im_sep|>"))
-    return ChatTemplate(spec_index("chatml"), 0, chatml_default_system(t));
+  if (has("<|im_start|>") && !has("<|im_sep|>")) return ChatTemplate(spec_index("chatml"), 0, chatml_default_system(t));
   if (has("<|start_header_id|>") && has("<|end_header_id|>")) {
     if (!has("Cutting Knowledge Date")) return named("llama3", base("llama3"));
     return has("strftime_now") ? named("llama3.2", base("llama3.2")) : named("llama3.1", base("llama3.1"));
@@ -385,21 +385,27 @@ ChatTemplate ChatTemplate::detect(std::string_view jinja) {
     return named("phi3", flags);
   }
   if (has("<|user|>") && has("<|assistant|>") && has("<|system|>")) return named("zephyr", base("zephyr"));
-  fail("the model's chat template is not one quarrel recognises; name one with --chat-template ({})",
-       names_list());
+  fail("the model's chat template is not one quarrel recognises; name one with --chat-template ({})", names_list());
 }
 
 std::string ChatTemplate::render(std::span<const ChatMessage> messages, const ChatRenderOptions& o) const {
   if (messages.empty()) fail("chat template: the conversation has no messages");
   const Spec& sp = kSpecs[spec_];
   switch (sp.family) {
-    case Family::ChatMl: return render_chatml(messages, o, default_system_);
-    case Family::Llama2: return render_llama2(messages, o);
-    case Family::Llama3: return render_llama3(messages, o, flags_);
-    case Family::Mistral: return render_mistral(messages, o, sp, flags_);
-    case Family::Phi3: return render_phi3(messages, o, flags_);
-    case Family::Gemma: return render_gemma(messages, o, flags_);
-    case Family::Zephyr: return render_zephyr(messages, o);
+    case Family::ChatMl:
+      return render_chatml(messages, o, default_system_);
+    case Family::Llama2:
+      return render_llama2(messages, o);
+    case Family::Llama3:
+      return render_llama3(messages, o, flags_);
+    case Family::Mistral:
+      return render_mistral(messages, o, sp, flags_);
+    case Family::Phi3:
+      return render_phi3(messages, o, flags_);
+    case Family::Gemma:
+      return render_gemma(messages, o, flags_);
+    case Family::Zephyr:
+      return render_zephyr(messages, o);
   }
   fail("chat template: unreachable family");
 }

@@ -98,12 +98,15 @@ Tokenizer Tokenizer::from_gguf(const gguf::File& f) {
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, bool parse_special) const {
   const Vocab& v = *vocab_;
+  // Offsets inside the tokenizers are 32-bit, and SPM triples each space.
+  constexpr size_t kMaxText = size_t{1} << 30;
+  if (text.size() > kMaxText) fail("tokenize: {} bytes of text is over the 1 GiB limit", text.size());
   const std::vector<Fragment> frags = partition_special(v, text, parse_special);
   std::vector<int32_t> out;
   out.reserve(text.size() / 3 + 4);
   MergeScratch scratch;
 
-  const bool starts_with_bos = !frags.empty() && frags.front().token >= 0 && frags.front().token == v.bos;
+  const bool starts_with_bos = !frags.empty() && v.bos >= 0 && frags.front().token == v.bos;
   if (add_special && v.add_bos && !starts_with_bos) out.push_back(v.bos);
 
   bool prev_special = true;  // SPM: text at the start or after a special token gets a space

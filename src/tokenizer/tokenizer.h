@@ -38,7 +38,8 @@ class Tokenizer {
   // add_special: add BOS/EOS as the vocabulary asks (never a second BOS when
   // the text already starts with one). parse_special: text such as "<|eot_id|>"
   // becomes that control token; otherwise it is tokenized as plain text.
-  // Invalid UTF-8 never throws (SPM: byte tokens; BPE: U+FFFD, as llama.cpp).
+  // Invalid UTF-8 never throws (SPM: byte tokens; BPE: U+FFFD, as llama.cpp);
+  // only text over 1 GiB does (quarrel::Error).
   std::vector<int32_t> encode(std::string_view text, bool add_special, bool parse_special) const;
 
   // The bytes one token stands for ("▁" -> ' ', <0x0A> -> '\n', GPT-2 byte

@@ -10,7 +10,7 @@ import { client, metricValue, metrics, rawPost, rssKiB, sleep, startServer } fro
 
 const CLIENTS = 32;
 const TOTAL = 400;
-const MAX_TOKENS = 8;
+const MAX_TOKENS = 12;
 const DISCONNECT_RATE = 0.1;
 const PROMPTS = [
   "And God said",
@@ -121,7 +121,7 @@ describe("quarrel serve under load", () => {
         } catch (e) {
           if (e.status === 503) {
             counts.busy++;
-            await sleep(20 + random() * 80); // a polite client honours Retry-After, scaled down
+            await sleep(100 + random() * 200); // a polite client honours Retry-After, scaled down
           } else {
             failures.push(`request ${i}: ${e.status ?? ""} ${e.message}`);
           }

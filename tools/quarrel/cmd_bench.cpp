@@ -10,6 +10,8 @@
 #include <map>
 #include <random>
 
+#include <sys/resource.h>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -39,7 +41,17 @@ struct TestResult {
   double mean_ts = 0, stddev_ts = 0;
   double bytes_per_token = 0;   // tg only: weights + mean KV read
   double barrier_share = 0;     // CPU only: fraction of thread-time spent waiting
+  double cpu_seconds = 0;       // process CPU time (all threads) over the repetitions
 };
+
+// User + system CPU time of the whole process: on a loaded machine, time a
+// thread spends descheduled does not count here, unlike wall time.
+double process_cpu_seconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto sec = [](const timeval& t) { return static_cast<double>(t.tv_sec) + 1e-6 * static_cast<double>(t.tv_usec); };
+  return sec(ru.ru_utime) + sec(ru.ru_stime);
+}
 
 // llama.cpp's names for general.file_type, so the model column reads the same.
 std::string ftype_name(const model::Model& m) {
@@ -105,7 +117,9 @@ TestResult run_test(runtime::Backend& b, const model::Config& c, int n_prompt, i
   auto once = [&] { return n_prompt > 0 ? run_prompt(b, tokens, logits) : run_gen(b, tokens, logits); };
   once();  // warm-up: faults in the weights, settles caches and clocks
   const double wait0 = cpu::barrier_wait_seconds(b);
+  const double cpu0 = process_cpu_seconds();
   for (int i = 0; i < reps; ++i) r.seconds.push_back(once());
+  r.cpu_seconds = process_cpu_seconds() - cpu0;
   std::vector<double> ts;
   for (double s : r.seconds) ts.push_back(n / s);
   r.mean_ts = mean(ts);
@@ -121,6 +135,8 @@ TestResult run_test(runtime::Backend& b, const model::Config& c, int n_prompt, i
   }
   return r;
 }
+
+double reps_tokens(const TestResult& r) { return r.n_prompt > 0 ? r.n_prompt : r.n_gen; }
 
 std::string size_label(double bytes) {
   return bytes >= 1024.0 * 1024 * 1024 ? fmt::format("{:.2f} GiB", bytes / (1024.0 * 1024 * 1024))
@@ -185,7 +201,10 @@ void run_bench(const BenchOptions& o) {
                           {"backend", b.name()}, {"n_threads", b.options().n_threads},
                           {"n_prompt", r.n_prompt}, {"n_gen", r.n_gen}, {"test", r.name},
                           {"avg_ts", r.mean_ts}, {"stddev_ts", r.stddev_ts}, {"samples_s", r.seconds}};
-      if (is_cpu) j["barrier_wait_share"] = r.barrier_share;
+      if (is_cpu) {
+        j["barrier_wait_share"] = r.barrier_share;
+        j["cpu_ms_per_token"] = 1e3 * r.cpu_seconds / (reps_tokens(r) * o.reps);
+      }
       if (r.n_gen > 0) {
         j["bytes_per_token"] = r.bytes_per_token;
         if (bw > 0) {
@@ -219,7 +238,9 @@ void run_bench(const BenchOptions& o) {
                             r.bytes_per_token * r.mean_ts / 1e9, floor, bw, 100.0 * r.mean_ts / floor);
       }
     }
-    if (is_cpu) line += fmt::format("; threads waiting {:.1f}% of the time", 100.0 * r.barrier_share);
+    if (is_cpu)
+      line += fmt::format("; threads waiting {:.1f}% of the time; process CPU time {:.2f} ms/token",
+                          100.0 * r.barrier_share, 1e3 * r.cpu_seconds / (reps_tokens(r) * o.reps));
     fmt::print("{}\n", line);
   }
 }

@@ -42,8 +42,8 @@ void serve(ServeOptions o) {
   if (o.model.ctx_size > 0) {
     const int per_slot = o.model.ctx_size / o.parallel;
     if (per_slot < 8)
-      fail("--ctx-size {} over --parallel {} leaves {} positions per slot; give at least 8 per slot",
-           o.model.ctx_size, o.parallel, per_slot);
+      fail("--ctx-size {} over --parallel {} leaves {} positions per slot; give at least 8 per slot", o.model.ctx_size,
+           o.parallel, per_slot);
     o.model.ctx_size = per_slot;
   }
   // Every decoding slot puts one token in each step's batch.
@@ -96,8 +96,8 @@ CommandRegistration reg{[](CLI::App& app) {
                   "chat template when the model's is missing or not recognised: chatml, llama2, llama3, llama3.1, "
                   "llama3.2, mistral, mistral-v1, mistral-v3, mistral-v3-tekken, mistral-v7, phi3, phi3-mini, "
                   "gemma, gemma3, zephyr");
-  cmd->add_option("--http-threads", o->server.http_threads,
-                  "HTTP worker threads (default: slots + queue + 64)")->check(CLI::Range(0, 4096));
+  cmd->add_option("--http-threads", o->server.http_threads, "HTTP worker threads (default: slots + queue + 64)")
+      ->check(CLI::Range(0, 4096));
   cmd->callback([o] { serve(*o); });
 }};
 

@@ -14,6 +14,8 @@ void add_model_options(CLI::App* cmd, ModelOptions& o, bool model_required) {
       ->check(CLI::Range(0, 1 << 20));
   cmd->add_option("-b,--batch-size", o.batch_size, "largest batch of one forward pass")->check(CLI::Range(1, 8192));
   cmd->add_option("--backend", o.backend, "auto, cpu or cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  cmd->add_option("--kv-type", o.kv_type, "GPU KV-cache type: f32 (matches the CPU) or f16 (half the bytes)")
+      ->check(CLI::IsMember({"f32", "f16"}));
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -35,6 +37,7 @@ Loaded load_model(const ModelOptions& o, int n_seq) {
   bo.n_ctx = o.ctx_size;
   bo.n_seq = n_seq;
   bo.n_batch = o.batch_size;
+  bo.kv_f16 = o.kv_type == "f16";
   l.backend = runtime::make_backend(runtime::backend_kind_from_name(o.backend), *l.model, bo);
   l.load_seconds = seconds_since(t0);
   return l;

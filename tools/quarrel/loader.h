@@ -17,6 +17,7 @@ struct ModelOptions {
   int threads = 0;
   int ctx_size = 0;
   int batch_size = 512;
+  std::string kv_type = "f32";
 };
 
 void add_model_options(CLI::App* cmd, ModelOptions& o, bool model_required = true);

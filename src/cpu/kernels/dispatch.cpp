@@ -4,6 +4,11 @@
 // compile-time test here is the architecture itself.
 #include "cpu/kernels/kernels.h"
 
+#if defined(__aarch64__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
+
 namespace quarrel::cpu {
 
 Kernels make_scalar_kernels();
@@ -40,9 +45,12 @@ std::vector<Kernels> make_tables() {
     }
   }
 #elif defined(__aarch64__)
-  Kernels k = tables.back();
-  kernels_init_neon(k);
-  tables.push_back(k);
+  // arm_neon.cpp is built for armv8.2-a with the dot-product extension.
+  if (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) {
+    Kernels k = tables.back();
+    kernels_init_neon(k);
+    tables.push_back(k);
+  }
 #endif
   return tables;
 }

@@ -24,15 +24,18 @@ using QuantizeFn = void (*)(const float* x, void* y, int64_t n);
 using MatmulFn = void (*)(const uint8_t* w, int64_t w_stride, int64_t r0, int64_t r1, int64_t n,
                           const uint8_t* a, int64_t a_stride, int64_t n_cols, float* out, int64_t out_stride);
 
-// Decode attention for the query heads that share one KV head (GQA):
+// Attention of the query heads that share one KV head (GQA):
 // out_h = softmax(q_h . K^T * scale) V over positions [0, n_pos).
+// K is stored transposed, dimension-major, so SIMD lanes run over positions
+// and each score sums its products in dimension order, as the reference does.
 struct AttendArgs {
   const float* q = nullptr;  // [n_q][q_stride], head h at q + h * q_stride
   int64_t n_q = 1;           // query heads sharing this K/V head
   int64_t q_stride = 0;
-  const float* k = nullptr;  // position j at k + j * kv_stride
-  const float* v = nullptr;
-  int64_t kv_stride = 0;
+  const float* k = nullptr;  // dimension d of position j at k[d * k_stride + j]
+  int64_t k_stride = 0;      // >= n_pos
+  const float* v = nullptr;  // position j at v + j * v_stride
+  int64_t v_stride = 0;
   int64_t n_pos = 0;
   int64_t head_dim = 0;
   float scale = 1.0f;

@@ -71,7 +71,9 @@ void attend_ref(const AttendArgs& p) {
     float* out = p.out + h * p.out_stride;
     float max = -INFINITY;
     for (int64_t j = 0; j < p.n_pos; ++j) {
-      scores[j] = dot_f32_ref(q, p.k + j * p.kv_stride, p.head_dim) * p.scale;
+      float dot = 0;
+      for (int64_t d = 0; d < p.head_dim; ++d) dot += q[d] * p.k[d * p.k_stride + j];
+      scores[j] = dot * p.scale;
       max = std::max(max, scores[j]);
     }
     double sum = 0;
@@ -81,7 +83,7 @@ void attend_ref(const AttendArgs& p) {
     }
     const float inv = static_cast<float>(1.0 / sum);
     std::fill_n(out, p.head_dim, 0.0f);
-    for (int64_t j = 0; j < p.n_pos; ++j) axpy_f32_ref(scores[j] * inv, p.v + j * p.kv_stride, out, p.head_dim);
+    for (int64_t j = 0; j < p.n_pos; ++j) axpy_f32_ref(scores[j] * inv, p.v + j * p.v_stride, out, p.head_dim);
   }
 }
 

@@ -1,7 +1,7 @@
 // AVX2 + FMA + F16C kernels for the 32-element block formats (Q4_0, Q4_1,
-// Q5_0, Q5_1, Q8_0) and the activation quantizers. The float and K-quant
-// kernels live in x86_avx2_float.cpp and x86_avx2_kquant.cpp; this file's
-// kernels_init_avx2() installs all three.
+// Q5_0, Q5_1, Q8_0) and the activation quantizers. The float, K-quant and
+// packed-Q4_0 kernels live in x86_avx2_float.cpp, x86_avx2_kquant.cpp and
+// x86_avx2_packed.cpp; this file's kernels_init_avx2() installs them all.
 //
 // Arithmetic follows the scalar references: activations are quantized with
 // the same rounding (bit-identical blocks), each block's integer dot product
@@ -16,6 +16,7 @@ namespace quarrel::cpu {
 namespace avx2 {
 void add_float_kernels(Kernels& k);
 void add_kquant_kernels(Kernels& k);
+void add_packed_kernels(Kernels& k);
 }  // namespace avx2
 
 namespace {
@@ -255,6 +256,7 @@ void kernels_init_avx2(Kernels& k) {
   add_block_type<Q8_0T>(k, DType::Q8_0);
   avx2::add_float_kernels(k);
   avx2::add_kquant_kernels(k);
+  avx2::add_packed_kernels(k);
 }
 
 }  // namespace quarrel::cpu

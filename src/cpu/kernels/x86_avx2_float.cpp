@@ -14,6 +14,10 @@
 
 namespace quarrel::cpu::avx2 {
 
+// Shared with the AVX-512 attention (x86_avx512.cpp).
+double softmax_exp(float* s, int64_t n);
+void attend(const AttendArgs& a);
+
 namespace {
 
 using tensor::DType;
@@ -192,14 +196,17 @@ void quantize_bf16(const float* x, void* vy, int64_t n) {
 
 // --------------------------------------------------------- vector math
 
+// Eight accumulators: two FMAs per cycle with a four-cycle latency.
 float dot_f32(const float* x, const float* y, int64_t n) {
-  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  __m256 acc[8];
+  for (auto& a : acc) a = _mm256_setzero_ps();
   int64_t i = 0;
-  for (; i + 32 <= n; i += 32)
-    for (int k = 0; k < 4; ++k)
+  for (; i + 64 <= n; i += 64)
+    for (int k = 0; k < 8; ++k)
       acc[k] = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8 * k), _mm256_loadu_ps(y + i + 8 * k), acc[k]);
   for (; i + 8 <= n; i += 8) acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), acc[0]);
-  float s = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+  for (int k = 1; k < 8; ++k) acc[0] = _mm256_add_ps(acc[0], acc[k]);
+  float s = hsum(acc[0]);
   for (; i < n; ++i) s += x[i] * y[i];
   return s;
 }
@@ -229,14 +236,30 @@ inline double hsum_pd(__m256d v) {
   return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
 }
 
-void rms_norm(const float* x, const float* w, float eps, int64_t n, float* out) {
-  __m256d acc = _mm256_setzero_pd();
+// Sum of squares (float products, double sum) with four independent double
+// accumulators: one chain would wait on the add latency every 4 elements.
+double sum_squares(const float* x, int64_t n, int64_t* done) {
+  __m256d acc[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
   int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
+    const __m256 s0 = _mm256_mul_ps(v0, v0), s1 = _mm256_mul_ps(v1, v1);
+    acc[0] = _mm256_add_pd(acc[0], _mm256_cvtps_pd(_mm256_castps256_ps128(s0)));
+    acc[1] = _mm256_add_pd(acc[1], _mm256_cvtps_pd(_mm256_extractf128_ps(s0, 1)));
+    acc[2] = _mm256_add_pd(acc[2], _mm256_cvtps_pd(_mm256_castps256_ps128(s1)));
+    acc[3] = _mm256_add_pd(acc[3], _mm256_cvtps_pd(_mm256_extractf128_ps(s1, 1)));
+  }
   for (; i + 8 <= n; i += 8) {
     const __m256 v = _mm256_loadu_ps(x + i);
-    acc = add_to_double(acc, _mm256_mul_ps(v, v));
+    acc[0] = add_to_double(acc[0], _mm256_mul_ps(v, v));
   }
-  double sum = hsum_pd(acc);
+  *done = i;
+  return hsum_pd(_mm256_add_pd(_mm256_add_pd(acc[0], acc[1]), _mm256_add_pd(acc[2], acc[3])));
+}
+
+void rms_norm(const float* x, const float* w, float eps, int64_t n, float* out) {
+  int64_t i = 0;
+  double sum = sum_squares(x, n, &i);
   for (; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
   const float scale = 1.0f / std::sqrt(static_cast<float>(sum / n) + eps);
   const __m256 vs = _mm256_set1_ps(scale);
@@ -319,21 +342,224 @@ void swiglu(float* gate, const float* up, int64_t n) {
 
 // ------------------------------------------------------------- attention
 
-// Scores of one head against positions [0, n): four positions at a time so
-// that one horizontal reduction yields four scores.
-void attend_scores(const float* q, const float* k, int64_t ks, int64_t n, int64_t hd, float scale, float* s) {
-  const __m128 vs = _mm_set1_ps(scale);
-  int64_t j = 0;
-  for (; j + 4 <= n; j += 4) {
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int64_t d = 0; d < hd; d += 8) {
-      const __m256 qv = _mm256_loadu_ps(q + d);
-      for (int t = 0; t < 4; ++t) acc[t] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + (j + t) * ks + d), acc[t]);
+// Scores of G heads against positions [j0, j0 + 8 * V) of a transposed K:
+// lanes are positions, and each lane adds q[d] * k[d] for d in order, a
+// product then a sum, exactly as the reference's dot product does. K's rows
+// are read once for all G heads.
+template <int G, int V>
+inline void score_block(const float* const* q, const float* k, int64_t ks, int64_t j0, int64_t hd, float scale,
+                        float* const* s) {
+  __m256 acc[G][V];
+  for (int g = 0; g < G; ++g)
+    for (int t = 0; t < V; ++t) acc[g][t] = _mm256_setzero_ps();
+  for (int64_t d = 0; d < hd; ++d) {
+    const float* kd = k + d * ks + j0;
+    for (int g = 0; g < G; ++g) {
+      const __m256 qd = _mm256_broadcast_ss(q[g] + d);
+      for (int t = 0; t < V; ++t) acc[g][t] = _mm256_add_ps(acc[g][t], _mm256_mul_ps(qd, _mm256_loadu_ps(kd + 8 * t)));
     }
-    _mm_storeu_ps(s + j, _mm_mul_ps(hsum4(acc[0], acc[1], acc[2], acc[3]), vs));
   }
-  for (; j < n; ++j) s[j] = dot_f32(q, k + j * ks, hd) * scale;
+  const __m256 vs = _mm256_set1_ps(scale);
+  for (int g = 0; g < G; ++g)
+    for (int t = 0; t < V; ++t) _mm256_storeu_ps(s[g] + j0 + 8 * t, _mm256_mul_ps(acc[g][t], vs));
 }
+
+template <int G>
+void attend_scores(const float* const* q, const float* k, int64_t ks, int64_t n, int64_t hd, float scale,
+                   float* const* s) {
+  int64_t j = 0;
+  for (; j + 32 <= n; j += 32) score_block<G, 4>(q, k, ks, j, hd, scale, s);
+  for (; j + 8 <= n; j += 8) score_block<G, 1>(q, k, ks, j, hd, scale, s);
+  for (; j < n; ++j)
+    for (int g = 0; g < G; ++g) {
+      float dot = 0;
+      for (int64_t d = 0; d < hd; ++d) dot += q[g][d] * k[d * ks + j];
+      s[g][j] = dot * scale;
+    }
+}
+
+// out_h = sum_j p[h][j] v_j for G heads at once, 32 dims at a time, so each
+// V row is loaded once for the whole group. Each step is a product then a
+// sum, in position order, as the reference's axpy.
+template <int G>
+void attend_values(const float* const* p, const float* v, int64_t vs, int64_t n, int64_t hd, float* const* out) {
+  int64_t d = 0;
+  for (; d + 32 <= hd; d += 32) {
+    __m256 acc[G][4];
+    for (int g = 0; g < G; ++g)
+      for (int t = 0; t < 4; ++t) acc[g][t] = _mm256_setzero_ps();
+    for (int64_t j = 0; j < n; ++j) {
+      const float* vj = v + j * vs + d;
+      const __m256 v0 = _mm256_loadu_ps(vj), v1 = _mm256_loadu_ps(vj + 8);
+      const __m256 v2 = _mm256_loadu_ps(vj + 16), v3 = _mm256_loadu_ps(vj + 24);
+      for (int g = 0; g < G; ++g) {
+        const __m256 pj = _mm256_broadcast_ss(p[g] + j);
+        acc[g][0] = _mm256_add_ps(acc[g][0], _mm256_mul_ps(pj, v0));
+        acc[g][1] = _mm256_add_ps(acc[g][1], _mm256_mul_ps(pj, v1));
+        acc[g][2] = _mm256_add_ps(acc[g][2], _mm256_mul_ps(pj, v2));
+        acc[g][3] = _mm256_add_ps(acc[g][3], _mm256_mul_ps(pj, v3));
+      }
+    }
+    for (int g = 0; g < G; ++g)
+      for (int t = 0; t < 4; ++t) _mm256_storeu_ps(out[g] + d + 8 * t, acc[g][t]);
+  }
+  for (; d < hd; d += 8) {
+    __m256 acc[G];
+    for (int g = 0; g < G; ++g) acc[g] = _mm256_setzero_ps();
+    for (int64_t j = 0; j < n; ++j) {
+      const __m256 vj = _mm256_loadu_ps(v + j * vs + d);
+      for (int g = 0; g < G; ++g) acc[g] = _mm256_add_ps(acc[g], _mm256_mul_ps(_mm256_broadcast_ss(p[g] + j), vj));
+    }
+    for (int g = 0; g < G; ++g) _mm256_storeu_ps(out[g] + d, acc[g]);
+  }
+}
+
+}  // namespace
+
+void attend(const AttendArgs& a) {
+  if (a.head_dim % 8 != 0 || a.n_pos == 0) {
+    // Odd head sizes are rare enough to leave to the reference.
+    kernels_scalar().attend(a);
+    return;
+  }
+  // Heads in groups of up to three: 3 x 4 score accumulators fit the 16 ymm.
+  for (int64_t h = 0; h < a.n_q; h += 3) {
+    const float* q[3];
+    float* sc[3];
+    float* out[3];
+    const int g = static_cast<int>(std::min<int64_t>(3, a.n_q - h));
+    for (int t = 0; t < g; ++t) {
+      q[t] = a.q + (h + t) * a.q_stride;
+      sc[t] = a.scores + (h + t) * a.n_pos;
+      out[t] = a.out + (h + t) * a.out_stride;
+    }
+    if (g == 3) attend_scores<3>(q, a.k, a.k_stride, a.n_pos, a.head_dim, a.scale, sc);
+    if (g == 2) attend_scores<2>(q, a.k, a.k_stride, a.n_pos, a.head_dim, a.scale, sc);
+    if (g == 1) attend_scores<1>(q, a.k, a.k_stride, a.n_pos, a.head_dim, a.scale, sc);
+    for (int t = 0; t < g; ++t) {
+      float* s = sc[t];
+      const float inv = static_cast<float>(1.0 / softmax_exp(s, a.n_pos));
+      const __m256 vinv = _mm256_set1_ps(inv);
+      int64_t j = 0;
+      for (; j + 8 <= a.n_pos; j += 8) _mm256_storeu_ps(s + j, _mm256_mul_ps(_mm256_loadu_ps(s + j), vinv));
+      for (; j < a.n_pos; ++j) s[j] *= inv;
+    }
+    const float* const* p = sc;
+    if (g == 3) attend_values<3>(p, a.v, a.v_stride, a.n_pos, a.head_dim, out);
+    if (g == 2) attend_values<2>(p, a.v, a.v_stride, a.n_pos, a.head_dim, out);
+    if (g == 1) attend_values<1>(p, a.v, a.v_stride, a.n_pos, a.head_dim, out);
+  }
+}
+
+namespace {
+
+// ------------------------------------------------------------- MicroLoRA
+
+// dots[r] = rows[r] . x for R rows in one pass over x, two accumulators per
+// row so the FMA latency is covered.
+template <int R>
+void multi_dot(const float* const* rows, const float* x, int64_t n, float* dots) {
+  __m256 acc[R][2];
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+    for (int r = 0; r < R; ++r) {
+      acc[r][0] = _mm256_fmadd_ps(_mm256_loadu_ps(rows[r] + i), x0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(_mm256_loadu_ps(rows[r] + i + 8), x1, acc[r][1]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    dots[r] = hsum(_mm256_add_ps(acc[r][0], acc[r][1]));
+    for (int64_t t = i; t < n; ++t) dots[r] += rows[r][t] * x[t];
+  }
+}
+
+// y += sum_r c[r] * rows[r] in one pass over y.
+template <int R>
+void multi_axpy(const float* c, const float* const* rows, float* y, int64_t n) {
+  __m256 vc[R];
+  for (int r = 0; r < R; ++r) vc[r] = _mm256_set1_ps(c[r]);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_loadu_ps(y + i);
+    for (int r = 0; r < R; ++r) v = _mm256_fmadd_ps(vc[r], _mm256_loadu_ps(rows[r] + i), v);
+    _mm256_storeu_ps(y + i, v);
+  }
+  for (; i < n; ++i)
+    for (int r = 0; r < R; ++r) y[i] += c[r] * rows[r][i];
+}
+
+// MicroLoRA ranks are 1 or 2 (up to 4 here); the rank's rows are read
+// together so that x, y and g each pass through the cache once.
+template <int R>
+void lora_forward_r(const LoraArgs& l, const float* x, float* y) {
+  const float* a[R];
+  const float* b[R];
+  float t[R];
+  for (int r = 0; r < R; ++r) {
+    a[r] = l.a + r * l.d_in;
+    b[r] = l.b + r * l.d_out;
+  }
+  multi_dot<R>(a, x, l.d_in, t);
+  for (int r = 0; r < R; ++r) t[r] *= l.scale;
+  multi_axpy<R>(t, b, y, l.d_out);
+}
+
+template <int R>
+void lora_grad_r(const LoraArgs& l, const float* x, const float* g, float* da, float* db) {
+  const float* a[R];
+  const float* b[R];
+  float u[R], v[R];
+  for (int r = 0; r < R; ++r) {
+    a[r] = l.a + r * l.d_in;
+    b[r] = l.b + r * l.d_out;
+  }
+  multi_dot<R>(a, x, l.d_in, u);  // A x
+  multi_dot<R>(b, g, l.d_out, v);  // B^T g
+  for (int r = 0; r < R; ++r) {
+    u[r] *= l.scale;
+    v[r] *= l.scale;
+    axpy_f32(v[r], x, da + r * l.d_in, l.d_in);
+    axpy_f32(u[r], g, db + r * l.d_out, l.d_out);
+  }
+}
+
+void lora_forward(const LoraArgs& l, const float* x, float* y) {
+  switch (l.rank) {
+    case 1: return lora_forward_r<1>(l, x, y);
+    case 2: return lora_forward_r<2>(l, x, y);
+    case 3: return lora_forward_r<3>(l, x, y);
+    case 4: return lora_forward_r<4>(l, x, y);
+    default: return kernels_scalar().lora_forward(l, x, y);
+  }
+}
+
+void lora_grad(const LoraArgs& l, const float* x, const float* g, float* da, float* db) {
+  switch (l.rank) {
+    case 1: return lora_grad_r<1>(l, x, g, da, db);
+    case 2: return lora_grad_r<2>(l, x, g, da, db);
+    case 3: return lora_grad_r<3>(l, x, g, da, db);
+    case 4: return lora_grad_r<4>(l, x, g, da, db);
+    default: return kernels_scalar().lora_grad(l, x, g, da, db);
+  }
+}
+
+// Twelve independent FMA chains: enough to cover a 4-cycle latency on two ports.
+double fma_peak_probe(int64_t n) {
+  __m256 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_ps(static_cast<float>(i));
+  const __m256 m = _mm256_set1_ps(0.999999f), a = _mm256_set1_ps(1e-7f);
+  for (int64_t i = 0; i < n; ++i)
+    for (int k = 0; k < 12; ++k) acc[k] = _mm256_fmadd_ps(acc[k], m, a);
+  __m256 s = acc[0];
+  for (int i = 1; i < 12; ++i) s = _mm256_add_ps(s, acc[i]);
+  volatile float sink = hsum(s);
+  (void)sink;
+  return 2.0 * 8 * 12 * static_cast<double>(n);
+}
+
+}  // namespace
 
 // exp(s - max) in place; returns the sum, taken in double as ggml does.
 double softmax_exp(float* s, int64_t n) {
@@ -358,101 +584,6 @@ double softmax_exp(float* s, int64_t n) {
   }
   return sum;
 }
-
-// out_h = sum_j p[h][j] v_j for G heads at once, 32 dims at a time, so each
-// V row is loaded once for the whole group.
-template <int G>
-void attend_values(const float* const* p, const float* v, int64_t vs, int64_t n, int64_t hd, float* const* out) {
-  int64_t d = 0;
-  for (; d + 32 <= hd; d += 32) {
-    __m256 acc[G][4];
-    for (int g = 0; g < G; ++g)
-      for (int t = 0; t < 4; ++t) acc[g][t] = _mm256_setzero_ps();
-    for (int64_t j = 0; j < n; ++j) {
-      const float* vj = v + j * vs + d;
-      const __m256 v0 = _mm256_loadu_ps(vj), v1 = _mm256_loadu_ps(vj + 8);
-      const __m256 v2 = _mm256_loadu_ps(vj + 16), v3 = _mm256_loadu_ps(vj + 24);
-      for (int g = 0; g < G; ++g) {
-        const __m256 pj = _mm256_broadcast_ss(p[g] + j);
-        acc[g][0] = _mm256_fmadd_ps(pj, v0, acc[g][0]);
-        acc[g][1] = _mm256_fmadd_ps(pj, v1, acc[g][1]);
-        acc[g][2] = _mm256_fmadd_ps(pj, v2, acc[g][2]);
-        acc[g][3] = _mm256_fmadd_ps(pj, v3, acc[g][3]);
-      }
-    }
-    for (int g = 0; g < G; ++g)
-      for (int t = 0; t < 4; ++t) _mm256_storeu_ps(out[g] + d + 8 * t, acc[g][t]);
-  }
-  for (; d < hd; d += 8) {
-    __m256 acc[G];
-    for (int g = 0; g < G; ++g) acc[g] = _mm256_setzero_ps();
-    for (int64_t j = 0; j < n; ++j) {
-      const __m256 vj = _mm256_loadu_ps(v + j * vs + d);
-      for (int g = 0; g < G; ++g) acc[g] = _mm256_fmadd_ps(_mm256_broadcast_ss(p[g] + j), vj, acc[g]);
-    }
-    for (int g = 0; g < G; ++g) _mm256_storeu_ps(out[g] + d, acc[g]);
-  }
-}
-
-void attend(const AttendArgs& a) {
-  if (a.head_dim % 8 != 0 || a.n_pos == 0) {
-    // Odd head sizes are rare enough to leave to the reference.
-    kernels_scalar().attend(a);
-    return;
-  }
-  for (int64_t h = 0; h < a.n_q; ++h) {
-    float* s = a.scores + h * a.n_pos;
-    attend_scores(a.q + h * a.q_stride, a.k, a.kv_stride, a.n_pos, a.head_dim, a.scale, s);
-    const float inv = static_cast<float>(1.0 / softmax_exp(s, a.n_pos));
-    const __m256 vinv = _mm256_set1_ps(inv);
-    int64_t j = 0;
-    for (; j + 8 <= a.n_pos; j += 8) _mm256_storeu_ps(s + j, _mm256_mul_ps(_mm256_loadu_ps(s + j), vinv));
-    for (; j < a.n_pos; ++j) s[j] *= inv;
-  }
-  for (int64_t h = 0; h < a.n_q; h += 3) {
-    const float* p[3];
-    float* out[3];
-    const int g = static_cast<int>(std::min<int64_t>(3, a.n_q - h));
-    for (int t = 0; t < g; ++t) {
-      p[t] = a.scores + (h + t) * a.n_pos;
-      out[t] = a.out + (h + t) * a.out_stride;
-    }
-    if (g == 3) attend_values<3>(p, a.v, a.kv_stride, a.n_pos, a.head_dim, out);
-    if (g == 2) attend_values<2>(p, a.v, a.kv_stride, a.n_pos, a.head_dim, out);
-    if (g == 1) attend_values<1>(p, a.v, a.kv_stride, a.n_pos, a.head_dim, out);
-  }
-}
-
-// ------------------------------------------------------------- MicroLoRA
-
-void lora_forward(const LoraArgs& l, const float* x, float* y) {
-  for (int64_t r = 0; r < l.rank; ++r) axpy_f32(dot_f32(l.a + r * l.d_in, x, l.d_in) * l.scale, l.b + r * l.d_out, y, l.d_out);
-}
-
-void lora_grad(const LoraArgs& l, const float* x, const float* g, float* da, float* db) {
-  for (int64_t r = 0; r < l.rank; ++r) {
-    const float u = dot_f32(l.a + r * l.d_in, x, l.d_in) * l.scale;
-    const float v = dot_f32(l.b + r * l.d_out, g, l.d_out) * l.scale;
-    axpy_f32(v, x, da + r * l.d_in, l.d_in);
-    axpy_f32(u, g, db + r * l.d_out, l.d_out);
-  }
-}
-
-// Twelve independent FMA chains: enough to cover a 4-cycle latency on two ports.
-double fma_peak_probe(int64_t n) {
-  __m256 acc[12];
-  for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_ps(static_cast<float>(i));
-  const __m256 m = _mm256_set1_ps(0.999999f), a = _mm256_set1_ps(1e-7f);
-  for (int64_t i = 0; i < n; ++i)
-    for (int k = 0; k < 12; ++k) acc[k] = _mm256_fmadd_ps(acc[k], m, a);
-  __m256 s = acc[0];
-  for (int i = 1; i < 12; ++i) s = _mm256_add_ps(s, acc[i]);
-  volatile float sink = hsum(s);
-  (void)sink;
-  return 2.0 * 8 * 12 * static_cast<double>(n);
-}
-
-}  // namespace
 
 void add_float_kernels(Kernels& k) {
   k.vec_dot[dtype_index(DType::F32)] = vec_dot_float<F32W>;

@@ -1,7 +1,6 @@
 // AVX2 dot products for the K-quants that Q4_K_M/Q5_K_M/Q6_K files hold
-// (Q4_K, Q5_K, Q6_K) against Q8_K activations. Q2_K and Q3_K keep the scalar
-// reference. Each 256-element block is one integer sum (exact) scaled once;
-// only the float sums over blocks differ in order from the reference.
+// (Q4_K, Q5_K, Q6_K) against Q8_K activations, bit-exact with the scalar
+// reference (see LaneSums below). Q2_K and Q3_K keep the scalar reference.
 #include <cstddef>
 #include <type_traits>
 
@@ -44,15 +43,64 @@ inline int32_t min_term(const uint8_t* y, const int16_t* m) {
   return s;
 }
 
+// ggml's generic K-quant dot products keep eight integer lanes per block,
+// lane l holding the elements e with e % 8 == l (times their sub-block
+// scale); each lane is scaled by d into its own float sum, and the eight sums
+// are added at the very end. llama.cpp's reference outputs follow that order,
+// and long prompts amplify any other order's last-bit differences past the
+// tests' tolerance, so these kernels build exactly those lanes.
+//
+// Within each 16-byte half, bytes are reordered to [0, 8, 1, 9, ..., 7, 15]
+// so that maddubs adds elements e and e + 8, the same lane; adding the two
+// halves gives a 32-element sub-block's eight lanes in 16 bits.
+inline __m256i lane_order() {
+  return _mm256_setr_epi8(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13,
+                          6, 14, 7, 15);
+}
+
+// Lane sums (16-bit, lanes 0..7 in each half) of q * y over 32 elements,
+// with q unsigned (at most 63) and y signed.
+inline __m256i lane_products(__m256i q, __m256i y, __m256i order) {
+  return _mm256_maddubs_epi16(_mm256_shuffle_epi8(q, order), _mm256_shuffle_epi8(y, order));
+}
+
+// Adds sc * (lanes of both halves) to acc: one scale for all 32 elements.
+inline __m256i add_scaled32(__m256i acc, __m256i p16, int32_t sc) {
+  const __m128i s = _mm_add_epi16(_mm256_castsi256_si128(p16), _mm256_extracti128_si256(p16, 1));
+  return _mm256_add_epi32(acc, _mm256_mullo_epi32(_mm256_cvtepi16_epi32(s), _mm256_set1_epi32(sc)));
+}
+
+// Adds sc_lo * low half + sc_hi * high half: 16-element sub-blocks.
+inline __m256i add_scaled16(__m256i acc, __m256i p16, int32_t sc_lo, int32_t sc_hi) {
+  const __m256i lo = _mm256_mullo_epi32(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(p16)), _mm256_set1_epi32(sc_lo));
+  const __m256i hi =
+      _mm256_mullo_epi32(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(p16, 1)), _mm256_set1_epi32(sc_hi));
+  return _mm256_add_epi32(acc, _mm256_add_epi32(lo, hi));
+}
+
+// The reference's float steps: sums[l] += d * lanes[l] per block, then
+// sumf + sums[0] + ... + sums[7] at the end.
+struct LaneSums {
+  __m256 sums = _mm256_setzero_ps();
+  float sumf = 0.0f;
+  void add_block(__m256i lanes, float d) { sums = _mm256_add_ps(sums, _mm256_mul_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes))); }
+  float total() const {
+    alignas(32) float s[8];
+    _mm256_store_ps(s, sums);
+    float t = sumf;
+    for (float x : s) t += x;
+    return t;
+  }
+};
+
 // Q4_K and Q5_K share everything but the fifth bit.
 template <bool kFifthBit>
 float vec_dot_q45_k(const void* vw, const void* va, int64_t n) {
   using Block = std::conditional_t<kFifthBit, tensor::BlockQ5_K, tensor::BlockQ4_K>;
   const auto* w = static_cast<const uint8_t*>(vw);
   const auto* a = static_cast<const uint8_t*>(va);
-  const __m256i m4 = _mm256_set1_epi8(0x0f);
-  __m256 acc = _mm256_setzero_ps();
-  float acc_min = 0.0f;
+  const __m256i m4 = _mm256_set1_epi8(0x0f), order = lane_order();
+  LaneSums acc;
   for (int64_t i = 0; i < n / 256; ++i) {
     const uint8_t* x = w + i * sizeof(Block);
     const uint8_t* y = a + i * sizeof(tensor::BlockQ8_K);
@@ -63,7 +111,8 @@ float vec_dot_q45_k(const void* vw, const void* va, int64_t n) {
     const int8_t* q8 = reinterpret_cast<const int8_t*>(y + kQ8KQs);
     __m256i qh = _mm256_setzero_si256();
     if constexpr (kFifthBit) qh = load256(x + offsetof(tensor::BlockQ5_K, qh));
-    __m256i sumi = _mm256_setzero_si256();
+    const int32_t summs = min_term(y, m);
+    __m256i lanes = _mm256_setzero_si256();
     for (int g = 0; g < 4; ++g) {
       const __m256i bits = load256(qs + 32 * g);
       __m256i lo = _mm256_and_si256(bits, m4);
@@ -75,15 +124,13 @@ float vec_dot_q45_k(const void* vw, const void* va, int64_t n) {
         lo = _mm256_or_si256(lo, _mm256_slli_epi16(bl, 4));
         hi = _mm256_or_si256(hi, _mm256_slli_epi16(bh, 4));
       }
-      const __m256i pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(q8 + 64 * g)), _mm256_set1_epi16(sc[2 * g]));
-      const __m256i ph =
-          _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load256(q8 + 64 * g + 32)), _mm256_set1_epi16(sc[2 * g + 1]));
-      sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+      lanes = add_scaled32(lanes, lane_products(lo, load256(q8 + 64 * g), order), sc[2 * g]);
+      lanes = add_scaled32(lanes, lane_products(hi, load256(q8 + 64 * g + 32), order), sc[2 * g + 1]);
     }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(yd * f16_to_f32(x)), _mm256_cvtepi32_ps(sumi), acc);
-    acc_min += yd * f16_to_f32(x + 2) * static_cast<float>(min_term(y, m));
+    acc.add_block(lanes, f16_to_f32(x) * yd);
+    acc.sumf -= f16_to_f32(x + 2) * yd * static_cast<float>(summs);
   }
-  return hsum(acc) - acc_min;
+  return acc.total();
 }
 
 // Q6_K: per 128 elements, ql holds low nibbles of elements l and l + 32
@@ -93,13 +140,14 @@ float vec_dot_q6_k(const void* vw, const void* va, int64_t n) {
   const auto* w = static_cast<const uint8_t*>(vw);
   const auto* a = static_cast<const uint8_t*>(va);
   const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(3), m32 = _mm256_set1_epi8(32);
-  __m256 acc = _mm256_setzero_ps();
+  const __m256i order = lane_order();
+  LaneSums acc;
   for (int64_t i = 0; i < n / 256; ++i) {
     const uint8_t* x = w + i * sizeof(tensor::BlockQ6_K);
     const uint8_t* y = a + i * sizeof(tensor::BlockQ8_K);
     const int8_t* sc = reinterpret_cast<const int8_t*>(x + offsetof(tensor::BlockQ6_K, scales));
     const int8_t* q8 = reinterpret_cast<const int8_t*>(y + kQ8KQs);
-    __m256i sumi = _mm256_setzero_si256();
+    __m256i lanes = _mm256_setzero_si256();
     for (int half = 0; half < 2; ++half) {
       const uint8_t* ql = x + 64 * half;
       const __m256i b1 = load256(ql), b2 = load256(ql + 32);
@@ -114,17 +162,15 @@ float vec_dot_q6_k(const void* vw, const void* va, int64_t n) {
                              _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 6), m2), 4));
       for (int t = 0; t < 4; ++t) {
         const __m256i y8 = load256(q8 + 128 * half + 32 * t);
-        const __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q[t], y8), _mm256_maddubs_epi16(m32, y8));
+        const __m256i p16 = _mm256_sub_epi16(lane_products(q[t], y8, order), lane_products(m32, y8, order));
         // Elements 0..15 of this 32 take one scale, 16..31 the next.
         const int s = 8 * half + 2 * t;
-        const __m256i scale = _mm256_set_m128i(_mm_set1_epi16(sc[s + 1]), _mm_set1_epi16(sc[s]));
-        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, scale));
+        lanes = add_scaled16(lanes, p16, sc[s], sc[s + 1]);
       }
     }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(load_f32(y) * f16_to_f32(x + offsetof(tensor::BlockQ6_K, d))),
-                          _mm256_cvtepi32_ps(sumi), acc);
+    acc.add_block(lanes, load_f32(y) * f16_to_f32(x + offsetof(tensor::BlockQ6_K, d)));
   }
-  return hsum(acc);
+  return acc.total();
 }
 
 // K-quant matmuls are row-at-a-time dot products: these formats are not on

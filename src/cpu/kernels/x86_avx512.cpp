@@ -7,6 +7,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "cpu/kernels/kernels.h"
@@ -15,12 +16,30 @@
 
 namespace quarrel::cpu {
 
+namespace avx2 {  // x86_avx2_float.cpp
+double softmax_exp(float* s, int64_t n);
+void attend(const AttendArgs& a);
+}  // namespace avx2
+
 namespace {
 
 using tensor::DType;
 
 inline __m512i load512(const void* p) { return _mm512_loadu_si512(p); }
 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+// GCC 12 warns about the unmasked forms of these (its _mm512_undefined_*
+// self-initializes); the zero-masked forms with a full mask are the same
+// instructions.
+inline __m512 cvt_ph(__m256i h) { return _mm512_maskz_cvtph_ps(0xffff, h); }
+inline __m512 cvt_i32(__m512i x) { return _mm512_maskz_cvtepi32_ps(0xffff, x); }
+inline float hsum(__m512 v) {
+  const __m256 s8 = _mm256_add_ps(_mm512_maskz_extractf32x8_ps(0xff, v, 0), _mm512_maskz_extractf32x8_ps(0xff, v, 1));
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
 
 inline int32_t load_i32(const uint8_t* p) {
   int32_t v;
@@ -76,7 +95,7 @@ inline void packed_tile(const uint8_t* quants, const uint8_t* scales, int64_t b0
     } else {
       for (int g = 0; g < 8; ++g) w[g] = _mm512_xor_si512(load512(q + 64 * g), flip);
     }
-    const __m512 dw = _mm512_cvtph_ps(load256(scales + b * 32));
+    const __m512 dw = cvt_ph(load256(scales + b * 32));
     for (int c = 0; c < C; ++c) {
       const uint8_t* ab = a + c * as + b * sizeof(tensor::BlockQ8_0) + 2;
       // Two chains of four so the vpdpbusd latency overlaps.
@@ -87,7 +106,7 @@ inline void packed_tile(const uint8_t* quants, const uint8_t* scales, int64_t b0
       }
       const ActBlock& s = sums[c * sums_stride + (b - b0)];
       const __m512i isum = _mm512_sub_epi32(_mm512_add_epi32(i0, i1), _mm512_set1_epi32(s.corr));
-      acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, _mm512_set1_ps(s.d)), acc[c]);
+      acc[c] = _mm512_fmadd_ps(cvt_i32(isum), _mm512_mul_ps(dw, _mm512_set1_ps(s.d)), acc[c]);
     }
   }
   for (int c = 0; c < C; ++c) {
@@ -135,13 +154,15 @@ void matmul_packed(const uint8_t* w, int64_t gs, int64_t r0, int64_t r1, int64_t
 // F32 and F16 weights: widened to float in registers, 16 at a time; the tail
 // of a row is a masked load (zeros add nothing).
 struct F32W {
+  static __m512 load(const uint8_t* row, int64_t k) { return _mm512_loadu_ps(reinterpret_cast<const float*>(row) + k); }
   static __m512 load(const uint8_t* row, int64_t k, __mmask16 m) {
     return _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(row) + k);
   }
 };
 struct F16W {
+  static __m512 load(const uint8_t* row, int64_t k) { return cvt_ph(load256(row + 2 * k)); }
   static __m512 load(const uint8_t* row, int64_t k, __mmask16 m) {
-    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, row + 2 * k));
+    return cvt_ph(_mm256_maskz_loadu_epi16(m, row + 2 * k));
   }
 };
 
@@ -155,7 +176,18 @@ inline void float_tile(const uint8_t* w, int64_t ws, int64_t k0, int64_t kl, con
   __m512 acc[R][C];
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
-  for (int64_t k = 0; k < kl; k += 16) {
+  // Plain loads in the main loop: with masked ones GCC keeps a stack copy of
+  // every accumulator, a store per FMA.
+  int64_t k = 0;
+  for (; k + 16 <= kl; k += 16) {
+    __m512 xv[C];
+    for (int c = 0; c < C; ++c) xv[c] = _mm512_loadu_ps(x + c * xs + k);
+    for (int r = 0; r < R; ++r) {
+      const __m512 wv = WT::load(w + r * ws, k0 + k);
+      for (int c = 0; c < C; ++c) acc[r][c] = _mm512_fmadd_ps(wv, xv[c], acc[r][c]);
+    }
+  }
+  if (k < kl) {
     const __mmask16 m = tail_mask(kl - k);
     __m512 xv[C];
     for (int c = 0; c < C; ++c) xv[c] = _mm512_maskz_loadu_ps(m, x + c * xs + k);
@@ -166,7 +198,7 @@ inline void float_tile(const uint8_t* w, int64_t ws, int64_t k0, int64_t kl, con
   }
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < C; ++c) {
-      const float s = _mm512_reduce_add_ps(acc[r][c]);
+      const float s = hsum(acc[r][c]);
       out[c * os + r] = accumulate ? out[c * os + r] + s : s;
     }
 }
@@ -183,7 +215,6 @@ template <class WT>
 void float_cols(int cc, const uint8_t* w, int64_t ws, int64_t r0, int64_t r1, int64_t k0, int64_t kl, const float* x,
                 int64_t xs, float* out, int64_t os, bool accumulate) {
   switch (cc) {
-    case 6: float_rows<WT, 4, 6>(w, ws, r0, r1, k0, kl, x, xs, out, os, accumulate); break;
     case 5: float_rows<WT, 4, 5>(w, ws, r0, r1, k0, kl, x, xs, out, os, accumulate); break;
     case 4: float_rows<WT, 4, 4>(w, ws, r0, r1, k0, kl, x, xs, out, os, accumulate); break;
     case 3: float_rows<WT, 4, 3>(w, ws, r0, r1, k0, kl, x, xs, out, os, accumulate); break;
@@ -197,8 +228,10 @@ void float_cols(int cc, const uint8_t* w, int64_t ws, int64_t r0, int64_t r1, in
 template <class WT, bool kActF16>
 void matmul_float(const uint8_t* w, int64_t ws, int64_t r0, int64_t r1, int64_t n, const uint8_t* a, int64_t as,
                   int64_t n_cols, float* out, int64_t os) {
-  constexpr int kCols = 6;
-  constexpr int64_t kBuf = 6144;  // 24 KiB of widened activations
+  // 4 x 5 tiles: 20 accumulators, 5 activation and 1 weight register of 32;
+  // a 4 x 6 tile spills.
+  constexpr int kCols = 5;
+  constexpr int64_t kBuf = 5120;  // 20 KiB of widened activations
   alignas(64) float buf[kBuf];
   const int64_t cols_per_tile = n_cols == 1 ? 1 : kCols;
   const int64_t kc = kActF16 ? std::min<int64_t>(n, (kBuf / cols_per_tile) & ~int64_t(15)) : n;
@@ -245,7 +278,7 @@ inline void bf16_tile(const uint8_t* w, int64_t ws, int64_t n, const uint8_t* a,
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) out[c * os + r] = _mm512_reduce_add_ps(acc[r][c]);
+    for (int c = 0; c < C; ++c) out[c * os + r] = hsum(acc[r][c]);
 }
 
 template <int R, int C>
@@ -275,6 +308,149 @@ float vec_dot(const void* w, const void* a, int64_t n) {
   return out;
 }
 
+// ------------------------------------------------------------- row ops
+
+// Float squares widened to double lanes, 8 at a time from a ymm, so no
+// extract is needed (the AVX2 version's bottleneck is its shuffle port).
+double sum_squares(const float* x, int64_t n, int64_t* done) {
+  __m512d acc[4] = {_mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd()};
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32)
+    for (int t = 0; t < 4; ++t) {
+      const __m256 v = _mm256_loadu_ps(x + i + 8 * t);
+      acc[t] = _mm512_add_pd(acc[t], _mm512_maskz_cvtps_pd(0xff, _mm256_mul_ps(v, v)));
+    }
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    acc[0] = _mm512_add_pd(acc[0], _mm512_maskz_cvtps_pd(0xff, _mm256_mul_ps(v, v)));
+  }
+  *done = i;
+  const __m512d s = _mm512_add_pd(_mm512_add_pd(acc[0], acc[1]), _mm512_add_pd(acc[2], acc[3]));
+  alignas(64) double lanes[8];
+  _mm512_store_pd(lanes, s);
+  double t = 0;
+  for (double l : lanes) t += l;
+  return t;
+}
+
+void rms_norm(const float* x, const float* w, float eps, int64_t n, float* out) {
+  int64_t i = 0;
+  double sum = sum_squares(x, n, &i);
+  for (; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(sum / n) + eps);
+  const __m512 vs = _mm512_set1_ps(scale);
+  for (i = 0; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(x + i), vs), _mm512_loadu_ps(w + i)));
+  for (; i < n; ++i) out[i] = (x[i] * scale) * w[i];
+}
+
+// ------------------------------------------------------------- attention
+//
+// The AVX2 kernel's structure (see x86_avx2_float.cpp) with 16 lanes: scores
+// along positions of the transposed K, each a product then a sum in
+// dimension order; V summed in position order, a product then a sum.
+
+template <int G, int V>
+inline void score_block(const float* const* q, const float* k, int64_t ks, int64_t j0, int64_t hd, float scale,
+                        float* const* s) {
+  __m512 acc[G][V];
+  for (int g = 0; g < G; ++g)
+    for (int t = 0; t < V; ++t) acc[g][t] = _mm512_setzero_ps();
+  for (int64_t d = 0; d < hd; ++d) {
+    const float* kd = k + d * ks + j0;
+    __m512 kv[V];
+    for (int t = 0; t < V; ++t) kv[t] = _mm512_loadu_ps(kd + 16 * t);
+    for (int g = 0; g < G; ++g) {
+      const __m512 qd = _mm512_set1_ps(q[g][d]);
+      for (int t = 0; t < V; ++t) acc[g][t] = _mm512_add_ps(acc[g][t], _mm512_mul_ps(qd, kv[t]));
+    }
+  }
+  const __m512 vs = _mm512_set1_ps(scale);
+  for (int g = 0; g < G; ++g)
+    for (int t = 0; t < V; ++t) _mm512_storeu_ps(s[g] + j0 + 16 * t, _mm512_mul_ps(acc[g][t], vs));
+}
+
+template <int G>
+void attend_scores(const float* const* q, const float* k, int64_t ks, int64_t n, int64_t hd, float scale,
+                   float* const* s) {
+  int64_t j = 0;
+  for (; j + 64 <= n; j += 64) score_block<G, 4>(q, k, ks, j, hd, scale, s);
+  for (; j + 16 <= n; j += 16) score_block<G, 1>(q, k, ks, j, hd, scale, s);
+  for (; j < n; ++j)
+    for (int g = 0; g < G; ++g) {
+      float dot = 0;
+      for (int64_t d = 0; d < hd; ++d) dot += q[g][d] * k[d * ks + j];
+      s[g][j] = dot * scale;
+    }
+}
+
+template <int G>
+void attend_values(const float* const* p, const float* v, int64_t vs, int64_t n, int64_t hd, float* const* out) {
+  int64_t d = 0;
+  for (; d + 64 <= hd; d += 64) {
+    __m512 acc[G][4];
+    for (int g = 0; g < G; ++g)
+      for (int t = 0; t < 4; ++t) acc[g][t] = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; ++j) {
+      const float* vj = v + j * vs + d;
+      __m512 vv[4];
+      for (int t = 0; t < 4; ++t) vv[t] = _mm512_loadu_ps(vj + 16 * t);
+      for (int g = 0; g < G; ++g) {
+        const __m512 pj = _mm512_set1_ps(p[g][j]);
+        for (int t = 0; t < 4; ++t) acc[g][t] = _mm512_add_ps(acc[g][t], _mm512_mul_ps(pj, vv[t]));
+      }
+    }
+    for (int g = 0; g < G; ++g)
+      for (int t = 0; t < 4; ++t) _mm512_storeu_ps(out[g] + d + 16 * t, acc[g][t]);
+  }
+  for (; d + 16 <= hd; d += 16) {
+    __m512 acc[G];
+    for (int g = 0; g < G; ++g) acc[g] = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; ++j) {
+      const __m512 vj = _mm512_loadu_ps(v + j * vs + d);
+      for (int g = 0; g < G; ++g) acc[g] = _mm512_add_ps(acc[g], _mm512_mul_ps(_mm512_set1_ps(p[g][j]), vj));
+    }
+    for (int g = 0; g < G; ++g) _mm512_storeu_ps(out[g] + d, acc[g]);
+  }
+}
+
+void attend(const AttendArgs& a) {
+  if (a.head_dim % 16 != 0 || a.n_pos == 0) return avx2::attend(a);
+  // Heads in groups of up to four: 4 x 4 score accumulators and 4 K vectors.
+  for (int64_t h = 0; h < a.n_q; h += 4) {
+    const float* q[4];
+    float* sc[4];
+    float* out[4];
+    const int g = static_cast<int>(std::min<int64_t>(4, a.n_q - h));
+    for (int t = 0; t < g; ++t) {
+      q[t] = a.q + (h + t) * a.q_stride;
+      sc[t] = a.scores + (h + t) * a.n_pos;
+      out[t] = a.out + (h + t) * a.out_stride;
+    }
+    switch (g) {
+      case 4: attend_scores<4>(q, a.k, a.k_stride, a.n_pos, a.head_dim, a.scale, sc); break;
+      case 3: attend_scores<3>(q, a.k, a.k_stride, a.n_pos, a.head_dim, a.scale, sc); break;
+      case 2: attend_scores<2>(q, a.k, a.k_stride, a.n_pos, a.head_dim, a.scale, sc); break;
+      default: attend_scores<1>(q, a.k, a.k_stride, a.n_pos, a.head_dim, a.scale, sc); break;
+    }
+    for (int t = 0; t < g; ++t) {
+      float* s = sc[t];
+      const float inv = static_cast<float>(1.0 / avx2::softmax_exp(s, a.n_pos));
+      const __m512 vinv = _mm512_set1_ps(inv);
+      int64_t j = 0;
+      for (; j + 16 <= a.n_pos; j += 16) _mm512_storeu_ps(s + j, _mm512_mul_ps(_mm512_loadu_ps(s + j), vinv));
+      for (; j < a.n_pos; ++j) s[j] *= inv;
+    }
+    const float* const* p = sc;
+    switch (g) {
+      case 4: attend_values<4>(p, a.v, a.v_stride, a.n_pos, a.head_dim, out); break;
+      case 3: attend_values<3>(p, a.v, a.v_stride, a.n_pos, a.head_dim, out); break;
+      case 2: attend_values<2>(p, a.v, a.v_stride, a.n_pos, a.head_dim, out); break;
+      default: attend_values<1>(p, a.v, a.v_stride, a.n_pos, a.head_dim, out); break;
+    }
+  }
+}
+
 double fma_peak_probe(int64_t n) {
   __m512 acc[12];
   for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(static_cast<float>(i));
@@ -283,7 +459,7 @@ double fma_peak_probe(int64_t n) {
     for (int k = 0; k < 12; ++k) acc[k] = _mm512_fmadd_ps(acc[k], m, c);
   __m512 s = acc[0];
   for (int i = 1; i < 12; ++i) s = _mm512_add_ps(s, acc[i]);
-  volatile float sink = _mm512_reduce_add_ps(s);
+  volatile float sink = hsum(s);
   (void)sink;
   return 2.0 * 16 * 12 * static_cast<double>(n);
 }
@@ -292,6 +468,8 @@ double fma_peak_probe(int64_t n) {
 
 void kernels_init_avx512(Kernels& k) {
   k.isa = "avx512";
+  k.rms_norm = rms_norm;
+  k.attend = attend;
   k.matmul_packed[dtype_index(DType::Q4_0)] = matmul_packed<true>;
   k.matmul_packed[dtype_index(DType::Q8_0)] = matmul_packed<false>;
   k.pack_weights[dtype_index(DType::Q4_0)] = true;
