@@ -11,7 +11,7 @@ build=${1:-/tmp/quarrel-gpu-build}
 out=${OUT:-/tmp/quarrel-gpu-out}
 mkdir -p "$out"
 if [ ! -x "$build/quarrel" ]; then
-  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DQUARREL_CUDA=ON \
+  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DQUARREL_CUDA_ARCH=90 -DQUARREL_CUDA=ON \
     -DQUARREL_BENCH=OFF >"$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
   cmake --build "$build" -j "$(nproc)" --target quarrel quarrel_tests >"$out/build.log" 2>&1 ||
     { grep -E 'error' "$out/build.log" | head -30; exit 1; }
