@@ -1,5 +1,5 @@
-// Picks the kernel tables this CPU can run, once, by asking the CPU (cpuid via
-// __builtin_cpu_supports). The ISA files are compiled on every build for their
+// Picks the kernel tables this CPU can run, once, by asking the CPU (cpuid and
+// xgetbv). The ISA files are compiled on every build for their
 // architecture (CMake adds x86_* on x86-64 and arm_* on aarch64), so the only
 // compile-time test here is the architecture itself.
 #include "cpu/kernels/kernels.h"
