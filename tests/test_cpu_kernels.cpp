@@ -153,7 +153,7 @@ TEST(CpuKernels, KQuantDotIsBitExact) {
 
 TEST(CpuKernels, PackRoundTrips) {
   std::mt19937_64 rng(seed_for());
-  for (DType t : {DType::Q4_0, DType::Q8_0}) {
+  for (DType t : {DType::Q4_0, DType::Q8_0, DType::F16, DType::F32}) {
     const int64_t rows = 32, n = 96, rb = tensor::row_bytes(t, n);
     const auto w = random_weights(rng, t, rows, n);
     std::vector<uint8_t> packed(rows / kPackRows * packed_group_bytes(t, n)), row(rb);
@@ -168,23 +168,25 @@ TEST(CpuKernels, PackRoundTrips) {
 TEST(CpuKernels, PackedMatmulMatchesScalar) {
   const Kernels& ref = kernels_scalar();
   for (const Kernels* k : kernels_available()) {
-    for (DType t : {DType::Q4_0, DType::Q8_0}) {
+    for (DType t : {DType::Q4_0, DType::Q8_0, DType::F16, DType::F32}) {
       if (!k->matmul_packed[dtype_index(t)]) continue;
-      // 8256 elements: more blocks than the AVX-512 kernel summarizes at once.
+      // 8256 elements: more blocks than the AVX-512 kernel summarizes at once,
+      // and more F16 elements than it widens at once.
       for (int64_t n : {32, 576, 8256}) {
-        for (int64_t n_cols : {1, 2, 3, 4, 5, 9}) {
+        for (int64_t n_cols : {1, 2, 3, 4, 5, 9, 13, 27}) {
           const uint64_t seed = seed_for();
           SCOPED_TRACE(::testing::Message() << k->isa << " " << tensor::dtype_name(t) << " n=" << n
                                             << " cols=" << n_cols << " seed=" << seed);
           std::mt19937_64 rng(seed);
           const int64_t rows = 48, r0 = 16, r1 = 48, os = rows + 5;
-          const int64_t wrb = tensor::row_bytes(t, n), arb = tensor::row_bytes(DType::Q8_0, n);
+          const DType at = tensor::vec_dot_type(t);
+          const int64_t wrb = tensor::row_bytes(t, n), arb = tensor::row_bytes(at, n);
           const auto w = random_weights(rng, t, rows, n);
           std::vector<uint8_t> packed(rows / kPackRows * packed_group_bytes(t, n));
           pack_rows(t, w.data(), wrb, rows, n, packed.data());
           std::vector<uint8_t> a(n_cols * arb);
           for (int64_t c = 0; c < n_cols; ++c)
-            ref.quantize[dtype_index(DType::Q8_0)](random_floats(rng, n).data(), a.data() + c * arb, n);
+            ref.quantize[dtype_index(at)](random_floats(rng, n).data(), a.data() + c * arb, n);
           std::vector<float> want(n_cols * os, -1.0f), got(n_cols * os, -1.0f);
           ref.matmul[dtype_index(t)](w.data(), wrb, r0, r1, n, a.data(), arb, n_cols, want.data(), os);
           k->matmul_packed[dtype_index(t)](packed.data(), packed_group_bytes(t, n), r0, r1, n, a.data(), arb, n_cols,
@@ -196,7 +198,7 @@ TEST(CpuKernels, PackedMatmulMatchesScalar) {
                 EXPECT_EQ(got[i], -1.0f) << "wrote outside rows at r=" << r;
                 continue;
               }
-              const double tol = 1e-5 * abs_dot(t, w.data() + r * wrb, DType::Q8_0, a.data() + c * arb, n) + 1e-6;
+              const double tol = 1e-5 * abs_dot(t, w.data() + r * wrb, at, a.data() + c * arb, n) + 1e-6;
               ASSERT_NEAR(got[i], want[i], tol) << "r=" << r << " c=" << c;
             }
         }

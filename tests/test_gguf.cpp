@@ -469,15 +469,19 @@ TEST(GgufShipped, EveryModelLoadsWithItsTokenizer) {
     std::unique_ptr<model::Model> m;
     ASSERT_NO_THROW(m = model::Model::load(path));
     const model::Config& c = m->config;
-    EXPECT_EQ(c.arch.name, "llama");
-    EXPECT_EQ(c.n_vocab, 4096);
-    EXPECT_EQ(c.q_dim(), c.n_embd);
+    EXPECT_NE(model::arch_find(c.arch.name), nullptr);
+    // The shared reference models all use a 4096-token Llama vocabulary.
+    const std::string stem = fs::path(path).stem().string();
+    if (stem.starts_with("kjv-") || stem.starts_with("mini-") || stem.starts_with("tiny-")) {
+      EXPECT_EQ(c.arch.name, "llama");
+      EXPECT_EQ(c.n_vocab, 4096);
+    }
     uint64_t total = 0;
     for (const auto& t : m->file.tensors()) total += t.n_bytes;
     EXPECT_LT(total, m->file.file_size());
     const auto tok = tokenizer::Tokenizer::from_gguf(m->file);
     EXPECT_EQ(tok.n_vocab(), c.n_vocab);
-    EXPECT_EQ(tok.bos(), 1);
+    EXPECT_FALSE(tok.encode("In the beginning", true, false).empty());
   }
 }
 

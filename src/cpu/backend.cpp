@@ -52,7 +52,7 @@ struct FreeDeleter {
 
 class CpuBackend final : public runtime::Backend {
  public:
-  CpuBackend(const model::Model& m, runtime::BackendOptions opts);
+  CpuBackend(const model::Model& m, runtime::BackendOptions opts, const Kernels& kernels);
   std::string name() const override;
   const runtime::BackendOptions& options() const override { return opts_; }
   const model::Config& config() const override { return c_; }
@@ -103,8 +103,8 @@ class CpuBackend final : public runtime::Backend {
   const model::Config& c_;
   const model::Weights& w_;
   runtime::BackendOptions opts_;
-  const Kernels& kern_;
-  mutable ThreadPool pool_;
+  const Kernels kern_;  // a copy: the caller's table may be a temporary
+  ThreadPool pool_;
   std::vector<LayerMatrices> mats_;
   Matrix output_;
   std::unique_ptr<uint8_t, FreeDeleter> packed_;  // every packed copy, 64-byte aligned
@@ -128,8 +128,8 @@ class CpuBackend final : public runtime::Backend {
   float* logits_ = nullptr;
 };
 
-CpuBackend::CpuBackend(const model::Model& m, runtime::BackendOptions opts)
-    : c_(m.config), w_(m.weights), opts_(opts), kern_(kernels_best()), pool_(opts.n_threads) {
+CpuBackend::CpuBackend(const model::Model& m, runtime::BackendOptions opts, const Kernels& kernels)
+    : c_(m.config), w_(m.weights), opts_(opts), kern_(kernels), pool_(opts.n_threads) {
   const int64_t B = opts_.n_batch;
   const int64_t kv_elems = c_.n_layer * opts_.n_seq * opts_.n_ctx * c_.kv_dim();
   k_cache_.assign(kv_elems, 0.0f);
@@ -455,10 +455,15 @@ int physical_cores() {
   return std::max(n, 1);
 }
 
-std::unique_ptr<runtime::Backend> make_backend(const model::Model& m, runtime::BackendOptions opts) {
+std::unique_ptr<runtime::Backend> make_backend(const model::Model& m, runtime::BackendOptions opts,
+                                               const Kernels& kernels) {
   if (opts.n_threads <= 0) opts.n_threads = physical_cores();
   if (opts.n_threads > 256) fail("--threads {} is out of range (1..256)", opts.n_threads);
-  return std::make_unique<CpuBackend>(m, opts);
+  return std::make_unique<CpuBackend>(m, opts, kernels);
+}
+
+std::unique_ptr<runtime::Backend> make_backend(const model::Model& m, runtime::BackendOptions opts) {
+  return make_backend(m, opts, kernels_best());
 }
 
 double barrier_wait_seconds(const runtime::Backend& b) {

@@ -5,9 +5,15 @@
 
 namespace quarrel::cpu {
 
+struct Kernels;
+
 // The CPU backend: a persistent thread pool running the whole forward pass,
 // one barrier per stage, with kernels from kernels_best().
 std::unique_ptr<runtime::Backend> make_backend(const model::Model& m, runtime::BackendOptions opts);
+// The same with a given kernel table (one of kernels_available()), for tests
+// and benchmarks that run every ISA this CPU has.
+std::unique_ptr<runtime::Backend> make_backend(const model::Model& m, runtime::BackendOptions opts,
+                                               const Kernels& kernels);
 
 // Seconds the CPU backend's threads have spent waiting on each other so far
 // (summed over threads); 0 for any other backend.

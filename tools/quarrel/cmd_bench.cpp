@@ -18,8 +18,10 @@
 #include "command.h"
 #include "common/error.h"
 #include "cpu/backend.h"
+#include "cpu/kernels/kernels.h"
 #include "cpu/membw.h"
 #include "loader.h"
+#include "runtime/model_path.h"
 
 namespace quarrel::cli {
 namespace {
@@ -32,7 +34,19 @@ struct BenchOptions {
   std::string output = "md";
   bool membw_only = false;
   double bandwidth_gbs = 0;  // 0: measure (CPU backends)
+  std::string isa;           // CPU kernel table to use instead of the best one
 };
+
+// The CPU kernel table named `isa` (scalar, avx2, avx512, neon), if this CPU
+// runs it.
+const cpu::Kernels& kernels_named(const std::string& isa) {
+  std::string have;
+  for (const cpu::Kernels* k : cpu::kernels_available()) {
+    if (k->isa == isa) return *k;
+    have += (have.empty() ? "" : ", ") + std::string(k->isa);
+  }
+  fail("--isa {}: this CPU runs {}", isa, have);
+}
 
 struct TestResult {
   std::string name;  // pp512, tg128
@@ -171,7 +185,19 @@ void run_bench(const BenchOptions& o) {
   const int max_n = *std::max_element(o.n_gen.begin(), o.n_gen.end());
   mo.batch_size = std::max(max_p, 1);
   if (mo.ctx_size == 0) mo.ctx_size = std::max(max_p, max_n) + 1;
-  Loaded l = load_model(mo);
+  Loaded l;
+  if (o.isa.empty()) {
+    l = load_model(mo);
+  } else {
+    if (runtime::backend_kind_from_name(mo.backend) == runtime::BackendKind::Cuda)
+      fail("--isa picks a CPU kernel table; it does not apply to --backend cuda");
+    l.model = model::Model::load(runtime::resolve_model_path(mo.model));
+    runtime::BackendOptions bo;
+    bo.n_threads = mo.threads;
+    bo.n_ctx = mo.ctx_size;
+    bo.n_batch = mo.batch_size;
+    l.backend = cpu::make_backend(*l.model, bo, kernels_named(o.isa));
+  }
   const model::Model& m = *l.model;
   runtime::Backend& b = *l.backend;
 
@@ -260,6 +286,7 @@ CommandRegistration reg{[](CLI::App& app) {
   cmd->add_flag("--membw", o->membw_only, "measure this machine's memory read bandwidth and exit");
   cmd->add_option("--bandwidth", o->bandwidth_gbs, "read bandwidth in GB/s for the floor (default: measure)")
       ->check(CLI::Range(0.0, 1e5));
+  cmd->add_option("--isa", o->isa, "CPU kernel table (scalar, avx2, avx512, neon; default: the best this CPU runs)");
   cmd->callback([o] { run_bench(*o); });
 }};
 

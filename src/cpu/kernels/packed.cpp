@@ -26,15 +26,26 @@ Format format(DType t) {
   fail("no packed layout for {}", tensor::dtype_name(t));
 }
 
+bool is_float(DType t) { return t == DType::F32 || t == DType::F16; }
+
 }  // namespace
 
-bool packable(DType t) { return t == DType::Q4_0 || t == DType::Q8_0; }
+bool packable(DType t) { return t == DType::Q4_0 || t == DType::Q8_0 || is_float(t); }
 
 int64_t packed_group_bytes(DType t, int64_t n) {
   return kPackRows * tensor::row_bytes(t, n);
 }
 
 void pack_rows(DType t, const uint8_t* w, int64_t w_stride, int64_t rows, int64_t n, uint8_t* dst) {
+  if (is_float(t)) {
+    const int64_t eb = tensor::row_bytes(t, 1), group = packed_group_bytes(t, n);
+    for (int64_t g = 0; g < rows / kPackRows; ++g)
+      for (int64_t r = 0; r < kPackRows; ++r) {
+        const uint8_t* row = w + (g * kPackRows + r) * w_stride;
+        for (int64_t k = 0; k < n; ++k) std::memcpy(dst + g * group + (k * kPackRows + r) * eb, row + k * eb, eb);
+      }
+    return;
+  }
   const Format f = format(t);
   const int64_t nb = n / 32, chunks = f.quant_bytes / 4;
   const int64_t group = packed_group_bytes(t, n);
@@ -54,6 +65,12 @@ void pack_rows(DType t, const uint8_t* w, int64_t w_stride, int64_t rows, int64_
 }
 
 void unpack_row(DType t, const uint8_t* packed, int64_t n, int64_t r, uint8_t* dst) {
+  if (is_float(t)) {
+    const int64_t eb = tensor::row_bytes(t, 1);
+    const uint8_t* group = packed + (r / kPackRows) * packed_group_bytes(t, n);
+    for (int64_t k = 0; k < n; ++k) std::memcpy(dst + k * eb, group + (k * kPackRows + r % kPackRows) * eb, eb);
+    return;
+  }
   const Format f = format(t);
   const int64_t nb = n / 32, chunks = f.quant_bytes / 4;
   const uint8_t* quants = packed + (r / kPackRows) * packed_group_bytes(t, n);

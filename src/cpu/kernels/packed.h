@@ -12,8 +12,11 @@
 //             Q4_0: chunk k (0..3) = packed bytes qs[4k..4k+3], so its low
 //                   nibbles are elements 4k.. and its high nibbles 16+4k..
 //   scales: nb blocks of 16 F16 scales, one per row, after all the quants.
-// A group takes exactly as many bytes as its 16 rows did (18 or 34 per block
-// per row), and starts on a 64-byte boundary when the buffer does.
+// Float weights (F32, F16) are packed as panels: for each element k, the 16
+// rows' values at k, so a register holds 16 rows and multiplies one broadcast
+// activation; a matmul needs no horizontal sums.
+// A group takes exactly as many bytes as its 16 rows did, and starts on a
+// 64-byte boundary when the buffer does.
 #include <cstdint>
 
 #include "tensor/dtype.h"
@@ -22,7 +25,7 @@ namespace quarrel::cpu {
 
 constexpr int kPackRows = 16;
 
-// True when weights of type t have a packed layout (Q4_0, Q8_0).
+// True when weights of type t have a packed layout (Q4_0, Q8_0, F16, F32).
 bool packable(tensor::DType t);
 // Bytes of one packed group of 16 rows of n elements.
 int64_t packed_group_bytes(tensor::DType t, int64_t n);

@@ -34,11 +34,11 @@ void matmul_ref(const uint8_t* w, int64_t w_stride, int64_t r0, int64_t r1, int6
 
 // Unpacks each row back to the file layout, then the reference dot product.
 template <DType T>
-void matmul_packed_ref(const uint8_t* w, int64_t w_stride, int64_t r0, int64_t r1, int64_t n, const uint8_t* a,
-                       int64_t a_stride, int64_t n_cols, float* out, int64_t out_stride) {
+void matmul_packed_ref(const uint8_t* w, int64_t /*w_stride: packed_group_bytes(T, n)*/, int64_t r0, int64_t r1,
+                       int64_t n, const uint8_t* a, int64_t a_stride, int64_t n_cols, float* out, int64_t out_stride) {
   std::vector<uint8_t> row(tensor::row_bytes(T, n));
   for (int64_t r = r0; r < r1; ++r) {
-    unpack_row(T, w, n, r, row.data());  // w_stride is packed_group_bytes(T, n)
+    unpack_row(T, w, n, r, row.data());
     for (int64_t c = 0; c < n_cols; ++c) out[c * out_stride + r] = tensor::vec_dot(T, row.data(), a + c * a_stride, n);
   }
 }
@@ -74,6 +74,8 @@ Kernels make_scalar_kernels() {
   add_weight_type<DType::Q6_K>(k);
   k.matmul_packed[dtype_index(DType::Q4_0)] = matmul_packed_ref<DType::Q4_0>;
   k.matmul_packed[dtype_index(DType::Q8_0)] = matmul_packed_ref<DType::Q8_0>;
+  k.matmul_packed[dtype_index(DType::F16)] = matmul_packed_ref<DType::F16>;
+  k.matmul_packed[dtype_index(DType::F32)] = matmul_packed_ref<DType::F32>;
   add_act_type<DType::F32>(k);
   add_act_type<DType::F16>(k);
   add_act_type<DType::BF16>(k);

@@ -260,6 +260,124 @@ void matmul_float(const uint8_t* w, int64_t ws, int64_t r0, int64_t r1, int64_t 
   }
 }
 
+// ------------------------------------------------ packed F32/F16 panels
+//
+// A panel holds, for each element k, the 16 rows' weights at k (packed.h):
+// one register is 16 rows, multiplied by one broadcast activation, so each
+// lane sums its own row in element order and the results store straight to
+// the output. Prefill tiles are 2 panels x 12 columns (24 accumulators).
+
+struct F32Panel {
+  static __m512 load(const uint8_t* g, int64_t k) { return _mm512_loadu_ps(reinterpret_cast<const float*>(g) + 16 * k); }
+};
+struct F16Panel {
+  static __m512 load(const uint8_t* g, int64_t k) { return cvt_ph(load256(g + 32 * k)); }
+};
+
+// G panels (at w, w + gs, ...) times C columns, elements [k0, k0 + kl); x
+// holds the columns' floats for that range (column c at x + c * xs).
+template <class P, int G, int C>
+inline void panel_tile(const uint8_t* w, int64_t gs, int64_t k0, int64_t kl, const float* x, int64_t xs, float* out,
+                       int64_t os, bool accumulate) {
+  __m512 acc[G][C];
+  for (int g = 0; g < G; ++g)
+    for (int c = 0; c < C; ++c) acc[g][c] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kl; ++k) {
+    __m512 wv[G];
+    for (int g = 0; g < G; ++g) wv[g] = P::load(w + g * gs, k0 + k);
+    for (int c = 0; c < C; ++c) {
+      const __m512 xv = _mm512_set1_ps(x[c * xs + k]);
+      for (int g = 0; g < G; ++g) acc[g][c] = _mm512_fmadd_ps(wv[g], xv, acc[g][c]);
+    }
+  }
+  for (int g = 0; g < G; ++g)
+    for (int c = 0; c < C; ++c) {
+      float* o = out + c * os + 16 * g;
+      _mm512_storeu_ps(o, accumulate ? _mm512_add_ps(_mm512_loadu_ps(o), acc[g][c]) : acc[g][c]);
+    }
+}
+
+// Panels [p0, p1) times C columns: G at a time, then one by one.
+template <class P, int G, int C>
+inline void panel_rows(const uint8_t* w, int64_t gs, int64_t p0, int64_t p1, int64_t k0, int64_t kl, const float* x,
+                       int64_t xs, float* out, int64_t os, bool accumulate) {
+  int64_t p = p0;
+  for (; p + G <= p1; p += G) panel_tile<P, G, C>(w + p * gs, gs, k0, kl, x, xs, out + p * 16, os, accumulate);
+  for (; p < p1; ++p) panel_tile<P, 1, C>(w + p * gs, gs, k0, kl, x, xs, out + p * 16, os, accumulate);
+}
+
+// Decode: one panel after another, so each thread reads one contiguous
+// stream (what the hardware prefetcher follows best; decode is bound by
+// memory), with four accumulators over interleaved elements to cover the FMA
+// latency.
+template <class P>
+void panel_gemv(const uint8_t* w, int64_t gs, int64_t p0, int64_t p1, int64_t k0, int64_t kl, const float* x,
+                float* out, bool accumulate) {
+  for (int64_t p = p0; p < p1; ++p) {
+    const uint8_t* g = w + p * gs;
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    int64_t k = 0;
+    for (; k + 4 <= kl; k += 4)
+      for (int t = 0; t < 4; ++t) acc[t] = _mm512_fmadd_ps(P::load(g, k0 + k + t), _mm512_set1_ps(x[k + t]), acc[t]);
+    for (; k < kl; ++k) acc[0] = _mm512_fmadd_ps(P::load(g, k0 + k), _mm512_set1_ps(x[k]), acc[0]);
+    const __m512 sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+    float* o = out + p * 16;
+    _mm512_storeu_ps(o, accumulate ? _mm512_add_ps(_mm512_loadu_ps(o), sum) : sum);
+  }
+}
+
+template <class P>
+void panel_cols(int cc, const uint8_t* w, int64_t gs, int64_t p0, int64_t p1, int64_t k0, int64_t kl, const float* x,
+                int64_t xs, float* out, int64_t os, bool accumulate) {
+  switch (cc) {
+    case 12: return panel_rows<P, 2, 12>(w, gs, p0, p1, k0, kl, x, xs, out, os, accumulate);
+    case 8: return panel_rows<P, 2, 8>(w, gs, p0, p1, k0, kl, x, xs, out, os, accumulate);
+    case 4: return panel_rows<P, 2, 4>(w, gs, p0, p1, k0, kl, x, xs, out, os, accumulate);
+    case 2: return panel_rows<P, 4, 2>(w, gs, p0, p1, k0, kl, x, xs, out, os, accumulate);
+    default: return panel_gemv<P>(w, gs, p0, p1, k0, kl, x, out, accumulate);
+  }
+}
+
+template <class P, bool kActF16>
+void matmul_panels(const uint8_t* w, int64_t gs, int64_t r0, int64_t r1, int64_t n, const uint8_t* a, int64_t as,
+                   int64_t n_cols, float* out, int64_t os) {
+  constexpr int kCols = 12;
+  constexpr int64_t kBuf = 6144;  // 24 KiB of widened activations
+  alignas(64) float buf[kBuf];
+  const int64_t p0 = r0 / kPackRows, p1 = r1 / kPackRows;
+  const int64_t cols_per_tile = std::min<int64_t>(kCols, n_cols);
+  const int64_t kc = kActF16 ? std::min<int64_t>(n, kBuf / cols_per_tile) : n;
+  // Panels per pass: about 256 KiB of weights, reused by every column from L2.
+  const int64_t per_pass = n_cols == 1 ? p1 - p0 : std::max<int64_t>(2, (256 << 10) / gs);
+  for (int64_t pp = p0; pp < p1; pp += per_pass) {
+    const int64_t pe = std::min(p1, pp + per_pass);
+    for (int64_t c0 = 0; c0 < n_cols;) {
+      const int64_t left = n_cols - c0;
+      const int cc = left >= 12 ? 12 : left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+      for (int64_t k0 = 0; k0 < n; k0 += kc) {
+        const int64_t kl = std::min(kc, n - k0);
+        const float* x;
+        int64_t xs;
+        if constexpr (kActF16) {
+          for (int c = 0; c < cc; ++c) {
+            const uint8_t* src = a + (c0 + c) * as;
+            int64_t k = 0;
+            for (; k + 16 <= kl; k += 16) _mm512_storeu_ps(buf + c * kc + k, F16W::load(src, k0 + k));
+            if (k < kl) _mm512_storeu_ps(buf + c * kc + k, F16W::load(src, k0 + k, tail_mask(kl - k)));
+          }
+          x = buf;
+          xs = kc;
+        } else {
+          x = reinterpret_cast<const float*>(a + c0 * as) + k0;
+          xs = as / static_cast<int64_t>(sizeof(float));
+        }
+        panel_cols<P>(cc, w, gs, pp, pe, k0, kl, x, xs, out + c0 * os, os, k0 > 0);
+      }
+      c0 += cc;
+    }
+  }
+}
+
 // BF16: vdpbf16ps multiplies pairs of raw bf16 weights and activations and
 // adds both products into a float lane, so nothing is widened.
 template <int R, int C>
@@ -474,6 +592,10 @@ void kernels_init_avx512(Kernels& k) {
   k.matmul_packed[dtype_index(DType::Q8_0)] = matmul_packed<false>;
   k.pack_weights[dtype_index(DType::Q4_0)] = true;
   k.pack_weights[dtype_index(DType::Q8_0)] = true;
+  k.matmul_packed[dtype_index(DType::F32)] = matmul_panels<F32Panel, false>;
+  k.matmul_packed[dtype_index(DType::F16)] = matmul_panels<F16Panel, true>;
+  k.pack_weights[dtype_index(DType::F32)] = true;
+  k.pack_weights[dtype_index(DType::F16)] = true;
   k.matmul[dtype_index(DType::F32)] = matmul_float<F32W, false>;
   k.matmul[dtype_index(DType::F16)] = matmul_float<F16W, true>;
   k.matmul[dtype_index(DType::BF16)] = matmul_bf16;
