@@ -104,7 +104,9 @@ TEST_P(Reference, MatchesLlamaCpp) {
   for (size_t i = 0; i < greedy.size(); ++i) {
     int32_t want_tok = greedy[i][0];
     double margin = greedy[i][1];
-    if (margin > tol.margin) EXPECT_EQ(runtime::argmax(logits.data(), n_vocab), want_tok) << "greedy step " << i;
+    if (margin > tol.margin) {
+      EXPECT_EQ(runtime::argmax(logits.data(), n_vocab), want_tok) << "greedy step " << i;
+    }
     const int32_t one[1] = {want_tok};
     const float* l = s.eval(one);
     logits.assign(l, l + n_vocab);
