@@ -19,6 +19,12 @@ __device__ __forceinline__ uint32_t load_u32_unaligned(const uint8_t* p) {
          (static_cast<uint32_t>(p[3]) << 24);
 }
 
+// The one table from run-time weight types to template instances: X(weight
+// type, the activation type the CPU backend rounds its input to).
+#define QUARREL_WEIGHT_TYPES(X) \
+  X(F32, F32) X(F16, F16) X(BF16, BF16) X(Q8_0, Q8_0) X(Q4_0, Q8_0) X(Q5_0, Q8_0) X(Q4_1, Q8_1) X(Q5_1, Q8_1) \
+  X(Q2_K, Q8_K) X(Q3_K, Q8_K) X(Q4_K, Q8_K) X(Q5_K, Q8_K) X(Q6_K, Q8_K)
+
 // Writes elements [32c, 32c + 32) of a row of type T to out.
 template <DType T>
 __device__ __forceinline__ void dequant32(const uint8_t* row, int c, float* out) {

@@ -201,10 +201,6 @@ __global__ void dequantize_kernel(const uint8_t* src, int64_t row_bytes, int n_r
 
 }  // namespace
 
-// The one table from run-time types to template instances.
-#define QUARREL_WEIGHT_TYPES(X) \
-  X(F32, F32) X(F16, F16) X(BF16, BF16) X(Q8_0, Q8_0) X(Q4_0, Q8_0) X(Q5_0, Q8_0) X(Q4_1, Q8_1) X(Q5_1, Q8_1) \
-  X(Q2_K, Q8_K) X(Q3_K, Q8_K) X(Q4_K, Q8_K) X(Q5_K, Q8_K) X(Q6_K, Q8_K)
 
 void matvec(DType wtype, MatvecInput in, MatvecOutput out, const MatvecArgs& a, int n_sm, cudaStream_t s) {
   switch (wtype) {

@@ -122,9 +122,6 @@ __global__ void rope_store_kernel(RopeArgs a, float* q, const float* k, const fl
 
 }  // namespace
 
-#define QUARREL_WEIGHT_TYPES(X) \
-  X(F32, F32) X(F16, F16) X(BF16, BF16) X(Q8_0, Q8_0) X(Q4_0, Q8_0) X(Q5_0, Q8_0) X(Q4_1, Q8_1) X(Q5_1, Q8_1) \
-  X(Q2_K, Q8_K) X(Q3_K, Q8_K) X(Q4_K, Q8_K) X(Q5_K, Q8_K) X(Q6_K, Q8_K)
 
 void embed_rows(DType t, const uint8_t* table, int64_t row_bytes, int k, const int32_t* tokens, int T, float* x,
                 cudaStream_t s) {
