@@ -213,12 +213,17 @@ class ServerScheduler : public ::testing::Test {
     TaskQueue q(64);
     Metrics metrics;
     Scheduler s(*backend_, model_->config, *tok_, q, metrics, {4, 128, 64});
-    if (!one_by_one)
-      for (auto& t : tasks) EXPECT_TRUE(q.try_push(t));
+    if (!one_by_one) {
+      for (auto& t : tasks) {
+        EXPECT_TRUE(q.try_push(t));
+      }
+    }
     s.start();
     std::vector<std::string> texts;
     for (auto& t : tasks) {
-      if (one_by_one) EXPECT_TRUE(q.try_push(t));
+      if (one_by_one) {
+        EXPECT_TRUE(q.try_push(t));
+      }
       std::string text;
       for (bool finished = false; !finished;) {
         std::vector<TaskEvent> evs;

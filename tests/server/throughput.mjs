@@ -2,8 +2,11 @@
 // (--parallel 1, one client) against --parallel N with N concurrent clients,
 // on the same prompts, greedy, each configuration repeated.
 //
-//   node throughput.mjs [--parallel 8] [--requests 16] [--max-tokens 128] [--repeats 3] [-- extra serve args]
+//   node throughput.mjs [--parallel 8] [--requests 16] [--max-tokens 128] [--repeats 3] [--plain]
+//                       [-- extra serve args]
 //
+// Requests stream by default; --plain asks for whole responses, which leaves
+// out the per-token cost of server-sent events on both sides.
 // Prints tokens per second (mean and standard deviation over the repeats)
 // and the ratio. Uses build/quarrel, or QUARREL_BIN.
 import { client, startServer } from "./harness.mjs";
@@ -16,6 +19,7 @@ const PARALLEL = arg("--parallel", 8);
 const REQUESTS = arg("--requests", 16);
 const MAX_TOKENS = arg("--max-tokens", 128);
 const REPEATS = arg("--repeats", 3);
+const STREAM = !process.argv.includes("--plain");
 const dash = process.argv.indexOf("--");
 const EXTRA = dash > 0 ? process.argv.slice(dash + 1) : [];
 
@@ -44,10 +48,13 @@ async function run(parallel, clients) {
         Array.from({ length: clients }, async () => {
           while (next < REQUESTS) {
             const i = next++;
-            const stream = await ai.completions.create({
-              prompt: PROMPTS[i % PROMPTS.length], max_tokens: MAX_TOKENS, temperature: 0, stream: true,
-              stream_options: { include_usage: true },
-            });
+            const req = { prompt: PROMPTS[i % PROMPTS.length], max_tokens: MAX_TOKENS, temperature: 0 };
+            if (!STREAM) {
+              const r = await ai.completions.create(req);
+              tokens += r.usage.completion_tokens;  // after the await: += would read tokens before it
+              continue;
+            }
+            const stream = await ai.completions.create({ ...req, stream: true, stream_options: { include_usage: true } });
             for await (const c of stream) if (c.usage) tokens += c.usage.completion_tokens;
           }
         }),
@@ -70,7 +77,7 @@ const single = await run(1, 1);
 const batched = await run(PARALLEL, PARALLEL);
 const s = stats(single.results), b = stats(batched.results);
 console.log(single.backend);
-console.log(`${REQUESTS} requests x ${MAX_TOKENS} tokens max, greedy, ${REPEATS} repeats`);
+console.log(`${REQUESTS} ${STREAM ? "streamed" : "plain"} requests x ${MAX_TOKENS} tokens max, greedy, ${REPEATS} repeats`);
 console.log(`single stream (--parallel 1, 1 client):   ${s.mean.toFixed(1)} ± ${s.sd.toFixed(1)} t/s`);
 console.log(`batched (--parallel ${PARALLEL}, ${PARALLEL} clients):       ${b.mean.toFixed(1)} ± ${b.sd.toFixed(1)} t/s`);
 console.log(`ratio: ${(b.mean / s.mean).toFixed(2)}x`);
