@@ -154,8 +154,8 @@ TEST(ServerStopMatcher, NeverEmitsAStopString) {
       {{"abc"}, {"xab", "abc"}, "xab", true},
       {{"abab"}, {"aba", "bab"}, "", true},
       {{"aab"}, {"aaa", "ab"}, "aa", true},
-      {{"bc", "abcd"}, {"abcd"}, "", true},  // both end in one piece: the earlier start wins
-      {{"bc", "abcd"}, {"ab", "cd"}, "", true},      // likewise across pieces
+      {{"bc", "abcd"}, {"abcd"}, "", true},           // both end in one piece: the earlier start wins
+      {{"bc", "abcd"}, {"ab", "cd"}, "", true},       // likewise across pieces
       {{"bc", "abcd"}, {"ab", "c", "d"}, "a", true},  // "bc" ends a piece before "abcd" can
       {{"é!"}, {"caf\xc3\xa9", "!", "x"}, "caf", true},
       {{"END"}, {"the E", "N", "d"}, "the ENd", false},

@@ -1,7 +1,10 @@
 #include "server/http.h"
 
+#include <arpa/inet.h>
 #include <fmt/format.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <filesystem>
 #include <random>
@@ -64,6 +67,26 @@ std::string random_hex(int digits) {
   std::random_device rd;
   std::mt19937_64 rng((static_cast<uint64_t>(rd()) << 32) ^ rd());
   return fmt::format("{:0{}x}", rng() & ((1ull << (4 * digits)) - 1), digits);
+}
+
+// cpp-httplib 0.11 as Debian builds it listens with a backlog of 5 (a
+// compile-time constant of the library): a burst of new connections
+// overflows the accept queue, and the kernel drops their handshakes, so
+// clients stall for a second or see a reset mid-body. listen() on a
+// listening socket only changes its backlog; find ours by its port.
+void widen_listen_backlog(int port) {
+  for (int fd = 0; fd < 1024; ++fd) {
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
+    sockaddr_storage addr{};
+    socklen_t addr_len = sizeof addr;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &addr_len) != 0) continue;
+    int bound = -1;
+    if (addr.ss_family == AF_INET) bound = ntohs(reinterpret_cast<const sockaddr_in*>(&addr)->sin_port);
+    if (addr.ss_family == AF_INET6) bound = ntohs(reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_port);
+    if (bound == port) listen(fd, SOMAXCONN);
+  }
 }
 
 }  // namespace
@@ -140,6 +163,7 @@ struct HttpServer::Handlers {
     task->stop = r.stop;
     task->logprobs = r.logprobs;
     task->top_logprobs = r.top_logprobs;
+    task->stream_events = r.stream;
 
     ResponseContext ctx;
     ctx.endpoint = endpoint;
@@ -388,6 +412,7 @@ int HttpServer::bind() {
     fail("cannot listen on {}:{} (in use, or not an address of this machine?)", opts_.host, port);
   }
   opts_.port = port;
+  widen_listen_backlog(port);
   scheduler_.start();
   return port;
 }

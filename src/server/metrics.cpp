@@ -28,7 +28,8 @@ void Histogram::write(std::string& out, std::string_view name, std::string_view 
 Metrics::Metrics()
     : ttft_({0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}),
       token_latency_({0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}),
-      batch_({1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048}) {}
+      batch_({1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048}),
+      forward_({0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}) {}
 
 void Metrics::count_request(std::string_view endpoint, int status) {
   std::lock_guard lock(mutex_);
@@ -61,9 +62,10 @@ void Metrics::observe_token_latency(double seconds) {
   token_latency_.observe(seconds);
 }
 
-void Metrics::observe_batch(int64_t tokens) {
+void Metrics::observe_batch(int64_t tokens, double seconds) {
   std::lock_guard lock(mutex_);
   batch_.observe(static_cast<double>(tokens));
+  forward_.observe(seconds);
 }
 
 void Metrics::set_active_slots(int active, int total) {
@@ -95,6 +97,7 @@ std::string Metrics::render(size_t queue_depth, size_t queue_capacity) const {
   ttft_.write(out, "quarrel_time_to_first_token_seconds", "From arrival to the first generated token.");
   token_latency_.write(out, "quarrel_token_latency_seconds", "Between consecutive tokens of one request.");
   batch_.write(out, "quarrel_batch_tokens", "Tokens per forward pass.");
+  forward_.write(out, "quarrel_forward_seconds", "Time of one forward pass (the rest of a step is the server's).");
   return out;
 }
 

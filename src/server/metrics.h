@@ -34,8 +34,8 @@ class Metrics {
   void add_prompt_tokens(int64_t evaluated, int64_t reused);
   void add_generated_tokens(int64_t n);
   void observe_time_to_first_token(double seconds);
-  void observe_token_latency(double seconds);  // between two tokens of one request
-  void observe_batch(int64_t tokens);          // tokens in one forward pass
+  void observe_token_latency(double seconds);          // between two tokens of one request
+  void observe_batch(int64_t tokens, double seconds);  // one forward pass: its tokens and its time
   void set_active_slots(int active, int total);
 
   std::string render(size_t queue_depth, size_t queue_capacity) const;
@@ -46,7 +46,7 @@ class Metrics {
   uint64_t cancelled_ = 0;
   int64_t prompt_tokens_ = 0, prompt_tokens_reused_ = 0, generated_tokens_ = 0;
   int active_slots_ = 0, total_slots_ = 0;
-  Histogram ttft_, token_latency_, batch_;
+  Histogram ttft_, token_latency_, batch_, forward_;
 };
 
 }  // namespace quarrel::server

@@ -19,7 +19,6 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
 Scheduler::Scheduler(runtime::Backend& backend, const model::Config& config, const tokenizer::Tokenizer& tokenizer,
                      TaskQueue& queue, Metrics& metrics, SchedulerOptions options)
     : backend_(backend),
-      config_(config),
       tok_(tokenizer),
       queue_(queue),
       metrics_(metrics),
@@ -139,6 +138,7 @@ void Scheduler::assign(Slot& s, std::shared_ptr<Task> task, int32_t common) {
   s.detok.emplace(tok_);
   s.stop.emplace(task->stop);
   s.pending_logprobs.clear();
+  s.unsent = TaskEvent{};
   s.text_total = s.text_emitted = 0;
   s.t_start = s.t_last = Clock::now();
   s.t_first = {};
@@ -187,6 +187,7 @@ bool Scheduler::step() {
                                         : std::span<const int32_t>(s.task->prompt).subspan(s.n_prompt_done, s.chunk);
     kv_.apply({.kind = runtime::KvCache::Op::Kind::Append, .seq = s.seq, .tokens = toks});
   }
+  const auto t_forward = Clock::now();
   try {
     backend_.forward(batch_, logits_.data());
   } catch (...) {
@@ -194,7 +195,7 @@ bool Scheduler::step() {
     throw;
   }
   ++step_;
-  metrics_.observe_batch(static_cast<int64_t>(batch_.size()));
+  metrics_.observe_batch(static_cast<int64_t>(batch_.size()), ms_between(t_forward, Clock::now()) / 1e3);
 
   int64_t prompt_tokens = 0;
   for (auto& s : slots_) {
@@ -267,14 +268,21 @@ void Scheduler::sample(Slot& s) {
 }
 
 void Scheduler::emit(Slot& s, const std::string& text, bool release_all) {
-  TaskEvent ev;
-  ev.text = text;
+  TaskEvent& ev = s.unsent;
+  ev.text += text;
   s.text_emitted += text.size();
   while (!s.pending_logprobs.empty() && (release_all || s.pending_logprobs.front().first < s.text_emitted)) {
     ev.logprobs.push_back(std::move(s.pending_logprobs.front().second));
     s.pending_logprobs.pop_front();
   }
-  if (!ev.text.empty() || !ev.logprobs.empty()) s.task->stream.push(std::move(ev));
+  // A whole-response request is sent once, at the end: waking its HTTP
+  // thread for every token would only take CPU from the batch.
+  if (s.task->stream_events && (!ev.text.empty() || !ev.logprobs.empty())) send_unsent(s);
+}
+
+void Scheduler::send_unsent(Slot& s) {
+  s.task->stream.push(std::move(s.unsent));
+  s.unsent = TaskEvent{};
 }
 
 void Scheduler::finish(Slot& s, FinishReason reason, bool flush, const std::string& error) {
@@ -301,6 +309,7 @@ void Scheduler::finish(Slot& s, FinishReason reason, bool flush, const std::stri
   done.queue_ms = ms_between(s.task->t_enqueued, s.t_start);
   done.ttft_ms = s.n_generated > 0 ? ms_between(s.task->t_enqueued, s.t_first) : 0;
   done.generation_ms = ms_between(s.t_start, now);
+  if (!s.unsent.text.empty() || !s.unsent.logprobs.empty()) send_unsent(s);
   s.task->stream.push(std::move(done));
   // The slot keeps its cached tokens for the next prompt that shares them.
   s.task.reset();

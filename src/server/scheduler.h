@@ -71,6 +71,7 @@ class Scheduler {
     // until that text is released past the stop-string hold-back.
     std::deque<std::pair<size_t, TokenLogprob>> pending_logprobs;
     size_t text_total = 0, text_emitted = 0;
+    TaskEvent unsent;  // released output not yet pushed to the task's stream
     Clock::time_point t_start, t_first, t_last;
   };
 
@@ -80,6 +81,7 @@ class Scheduler {
   bool step();  // false when no slot had work
   void sample(Slot& slot);
   void emit(Slot& slot, const std::string& text, bool release_all);
+  void send_unsent(Slot& slot);
   // flush: the output still held back (an incomplete character, a possible
   // stop-string start) is real text; false when a stop string ended it.
   void finish(Slot& slot, FinishReason reason, bool flush, const std::string& error = {});
@@ -87,7 +89,6 @@ class Scheduler {
   int active_slots() const;
 
   runtime::Backend& backend_;
-  const model::Config& config_;
   const tokenizer::Tokenizer& tok_;
   TaskQueue& queue_;
   Metrics& metrics_;

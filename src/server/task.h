@@ -69,6 +69,9 @@ struct Task {
   std::vector<std::string> stop;
   bool logprobs = false;
   int32_t top_logprobs = 0;
+  // Streamed responses get output events as it is produced; others get it
+  // all at once with the final event.
+  bool stream_events = true;
   Clock::time_point t_enqueued = Clock::now();
   TaskStream stream;
 };

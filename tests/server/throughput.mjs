@@ -9,7 +9,7 @@
 // out the per-token cost of server-sent events on both sides.
 // Prints tokens per second (mean and standard deviation over the repeats)
 // and the ratio. Uses build/quarrel, or QUARREL_BIN.
-import { client, startServer } from "./harness.mjs";
+import { client, metricValue, metrics, startServer } from "./harness.mjs";
 
 function arg(name, fallback) {
   const i = process.argv.indexOf(name);
@@ -40,9 +40,11 @@ async function run(parallel, clients) {
     const ai = client(server);
     await ai.completions.create({ prompt: "warm up", max_tokens: 4, temperature: 0 });
     const results = [];
+    let forward = { seconds: 0, passes: 0, wall: 0 };
     for (let rep = 0; rep < REPEATS; ++rep) {
       let next = 0;
       let tokens = 0;
+      const m0 = await metrics(server);
       const t0 = performance.now();
       await Promise.all(
         Array.from({ length: clients }, async () => {
@@ -59,9 +61,15 @@ async function run(parallel, clients) {
           }
         }),
       );
-      results.push(tokens / ((performance.now() - t0) / 1000));
+      const wall = (performance.now() - t0) / 1000;
+      results.push(tokens / wall);
+      const m1 = await metrics(server);
+      const delta = (name) => metricValue(m1, name) - metricValue(m0, name);
+      forward.seconds += delta("quarrel_forward_seconds_sum");
+      forward.passes += delta("quarrel_forward_seconds_count");
+      forward.wall += wall;
     }
-    return { backend: server.lines.find((l) => l.includes(" on cpu") || l.includes(" on cuda")), results };
+    return { backend: server.lines.find((l) => l.includes(" on cpu") || l.includes(" on cuda")), results, forward };
   } finally {
     await server.stop();
   }
@@ -81,3 +89,8 @@ console.log(`${REQUESTS} ${STREAM ? "streamed" : "plain"} requests x ${MAX_TOKEN
 console.log(`single stream (--parallel 1, 1 client):   ${s.mean.toFixed(1)} ± ${s.sd.toFixed(1)} t/s`);
 console.log(`batched (--parallel ${PARALLEL}, ${PARALLEL} clients):       ${b.mean.toFixed(1)} ± ${b.sd.toFixed(1)} t/s`);
 console.log(`ratio: ${(b.mean / s.mean).toFixed(2)}x`);
+// Where the time goes: the share of wall time spent in forward passes, and
+// the mean time of one pass (the rest of a step is sampling, HTTP and the client).
+for (const [name, r] of [["single", single], ["batched", batched]])
+  console.log(`${name}: forward passes ${(100 * r.forward.seconds / r.forward.wall).toFixed(0)}% of wall time, ` +
+              `${((1000 * r.forward.seconds) / r.forward.passes).toFixed(2)} ms each`);
