@@ -86,7 +86,7 @@ void attention(const AttentionShape& sh, int T, const float* q, const void* k_ca
   if (sh.head_dim > 256) fail_message(cat("CUDA attention: head dimension ", sh.head_dim, " is too large (at most 256)"));
   const dim3 grid(sh.n_head, T);
   auto run = [&](auto kernel, const auto* kc, const auto* vc) {
-    QUARREL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024));
+    allow_large_smem(kernel);
     if (programmatic) {
       launch_programmatic(kernel, grid, dim3(kThreads), smem, s, sh, q, kc, vc, pos, seq, index_stride, out);
     } else {

@@ -6,6 +6,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <mutex>
+#include <unordered_set>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -53,6 +55,17 @@ __device__ __forceinline__ float block_sum(float v, float* scratch32) {
   const int n_warps = blockDim.x / kWarp;
   v = lane < n_warps ? scratch32[lane] : 0.0f;
   return warp_sum(v);
+}
+
+// Lets a kernel use up to 200 KB of dynamic shared memory. The attribute is
+// set once per kernel, not on every launch of the prefill path.
+template <typename... KArgs>
+void allow_large_smem(void (*kernel)(KArgs...)) {
+  static std::mutex mu;
+  static std::unordered_set<const void*> done;
+  std::lock_guard<std::mutex> lock(mu);
+  if (!done.insert(reinterpret_cast<const void*>(kernel)).second) return;
+  QUARREL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024));
 }
 
 // Launches with programmatic stream serialization: the kernel may start while

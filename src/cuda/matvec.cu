@@ -160,11 +160,7 @@ template <DType WT, DType VT, MatvecInput IN, MatvecOutput OUT>
 void launch(const MatvecArgs& a, int n_sm, cudaStream_t s) {
   const size_t smem = padded_size(a.k) * sizeof(float);
   auto kernel = matvec_kernel<WT, VT, IN, OUT>;
-  static bool configured = false;  // one attribute call per instance
-  if (!configured) {
-    QUARREL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024));
-    configured = true;
-  }
+  allow_large_smem(kernel);
   if (smem > 200 * 1024) fail_message(cat("matvec: row length ", a.k, " is too long for shared memory"));
   const int units = OUT == MatvecOutput::Swiglu ? a.rows : (a.rows + 1) / 2;
   // One block per multiprocessor leaves room for the next kernel's blocks to

@@ -148,7 +148,7 @@ void launch_rows(RowOp op, const float* x, const float* x2, int64_t stride, cons
                  int k, void* out, cudaStream_t s) {
   const size_t smem = padded_size(k) * sizeof(float);
   auto kern = rows_kernel<VT, OutT>;
-  QUARREL_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024));
+  allow_large_smem(kern);
   kern<<<T, 256, smem, s>>>(op, x, x2, stride, norm_w, eps, k, static_cast<OutT*>(out));
   QUARREL_CUDA_CHECK(cudaGetLastError());
 }
