@@ -1,16 +1,20 @@
 // The CUDA backend: weights resident in device memory in their own format,
-// an F16 KV cache, decode as one captured CUDA graph of fused kernels (five
-// per layer), prefill through cuBLAS.
+// an F32 (or F16) KV cache, decode as one captured CUDA graph (the embedding,
+// one persistent kernel for all layers where the weight types allow, else
+// five fused kernels per layer, then the output head with argmax), prefill
+// through cuBLAS.
 #include "cuda/backend.h"
 
 #include <cublas_v2.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <vector>
 
 #include "cpu/ops.h"
 #include "cuda/attention.cuh"
 #include "cuda/common.cuh"
+#include "cuda/decode_fused.cuh"
 #include "cuda/matvec.cuh"
 #include "cuda/prefill.cuh"
 #include "runtime/sampler.h"
@@ -70,6 +74,7 @@ class CudaBackend final : public runtime::Backend {
  private:
   DevMatrix upload_matrix(const tensor::View& v);
   const float* upload_floats(const float* p, size_t n);
+  void setup_fused();
   void decode_step();   // the kernels of one decode step (captured into the graph)
   void run_decode(int32_t token, int32_t pos, int32_t seq);
   void prefill(std::span<const BatchEntry> batch, float* logits);
@@ -103,6 +108,11 @@ class CudaBackend final : public runtime::Backend {
   unsigned long long* d_argmax_ = nullptr;
   unsigned long long* h_argmax_ = nullptr;  // pinned
   cudaGraphExec_t graph_ = nullptr;
+  // The persistent whole-step kernel (decode_fused.cuh), when every layer
+  // matrix has one type it supports; otherwise five kernels per layer.
+  bool fused_ = false;
+  DType fused_type_ = DType::F32;
+  FusedStep fused_step_;
 
   // Prefill buffers, sized for n_batch tokens.
   int32_t *d_tokens_ = nullptr, *d_pos_ = nullptr, *d_seq_ = nullptr, *d_out_idx_ = nullptr;
@@ -202,6 +212,7 @@ CudaBackend::CudaBackend(const model::Model& m, runtime::BackendOptions opts) : 
   d_logits_ = arena_.alloc<float>(V);
   d_attn_ = arena_.alloc<float>(QD);
   d_argmax_ = arena_.alloc<unsigned long long>(1);
+  setup_fused();
 
   const int64_t B = opts_.n_batch;
   const int64_t wide = std::max(E, std::max(QD, FF));
@@ -259,13 +270,75 @@ int64_t CudaBackend::bytes_per_token(int64_t n_past) const {
   return bytes + 2 * c_.n_layer * n_past * c_.kv_dim() * (kv_f32_ ? 4 : 2);
 }
 
+void CudaBackend::setup_fused() {
+  // QUARREL_CUDA_STAGED=1 keeps the five-kernels-per-layer path (to compare
+  // the two; they compute bit-identical values).
+  const char* staged = std::getenv("QUARREL_CUDA_STAGED");
+  if (staged && std::string(staged) == "1") return;
+  const DType t = layers_.front().wo.type;
+  for (const DevLayer& L : layers_) {
+    if (!L.wqkv.data || L.wqkv.type != t) return;
+    for (const DevMatrix* mm : {&L.wo, &L.w_gate, &L.w_up, &L.w_down})
+      if (mm->type != t) return;
+  }
+  if (!fused_decode_supported(t) || c_.head_dim % 4 != 0 || c_.gqa_ratio() > kMaxFusedGroup) return;
+  std::vector<FusedLayer> fl;
+  for (size_t il = 0; il < layers_.size(); ++il) {
+    const DevLayer& L = layers_[il];
+    FusedLayer f;
+    f.wqkv = L.wqkv.data;
+    f.wo = L.wo.data;
+    f.w_gate = L.w_gate.data;
+    f.w_up = L.w_up.data;
+    f.w_down = L.w_down.data;
+    f.rb_qkv = L.wqkv.row_bytes;
+    f.rb_o = L.wo.row_bytes;
+    f.rb_ffn = L.w_gate.row_bytes;
+    f.rb_down = L.w_down.row_bytes;
+    f.attn_norm = L.attn_norm;
+    f.ffn_norm = L.ffn_norm;
+    f.bias_qkv = L.bias_qkv;
+    f.k_cache = k_cache_ + il * layer_cache_;
+    f.v_cache = v_cache_ + il * layer_cache_;
+    fl.push_back(f);
+  }
+  FusedLayer* d_layers = arena_.alloc<FusedLayer>(fl.size());
+  QUARREL_CUDA_CHECK(cudaMemcpy(d_layers, fl.data(), fl.size() * sizeof(FusedLayer), cudaMemcpyHostToDevice));
+  FusedStep& a = fused_step_;
+  a.layers = d_layers;
+  a.n_layer = static_cast<int>(c_.n_layer);
+  a.n_embd = static_cast<int>(c_.n_embd);
+  a.n_head = static_cast<int>(c_.n_head);
+  a.n_head_kv = static_cast<int>(c_.n_head_kv);
+  a.head_dim = static_cast<int>(c_.head_dim);
+  a.n_ff = static_cast<int>(c_.n_ff);
+  a.n_ctx = opts_.n_ctx;
+  a.eps = c_.rms_eps;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(c_.head_dim));
+  a.neox = c_.arch.rope_neox;
+  a.kv_f32 = kv_f32_;
+  a.rope_cos = rope_cos_;
+  a.rope_sin = rope_sin_;
+  a.step = d_step_;
+  a.x = d_x_;
+  a.q = d_q_;
+  a.attn = d_attn_;
+  a.h = d_h_;
+  a.scores = arena_.alloc<float>(static_cast<size_t>(c_.n_head) * opts_.n_ctx);
+  if (fused_smem_bytes(a) > 200 * 1024) return;  // a long context: five kernels per layer
+  a.barrier = arena_.alloc<unsigned int>(1);
+  fused_ = true;
+  fused_type_ = t;
+}
+
 void CudaBackend::decode_step() {
   const int E = static_cast<int>(c_.n_embd);
   QUARREL_CUDA_CHECK(cudaMemsetAsync(d_argmax_, 0, sizeof(unsigned long long), stream_));
   embed_rows(tok_embd_.type, tok_embd_.data, tok_embd_.row_bytes, E, d_step_, 1, d_x_, stream_);
   const AttentionShape sh{static_cast<int>(c_.n_head), static_cast<int>(c_.n_head_kv), static_cast<int>(c_.head_dim),
                           opts_.n_ctx, 1.0f / std::sqrt(static_cast<float>(c_.head_dim))};
-  for (size_t il = 0; il < layers_.size(); ++il) {
+  if (fused_) decode_layers(fused_type_, fused_step_, n_sm_, stream_);
+  for (size_t il = 0; il < (fused_ ? 0 : layers_.size()); ++il) {
     const DevLayer& L = layers_[il];
     uint8_t* kc = k_cache_ + il * layer_cache_;
     uint8_t* vc = v_cache_ + il * layer_cache_;

@@ -1,0 +1,342 @@
+#pragma once
+// The device side of decode/prefill attention for one (query, head), shared
+// by the attention kernel (attention.cu) and the whole-step persistent kernel
+// (decode_fused.cu). The arithmetic follows the CPU kernels: each score sums
+// its products in dimension order (a multiply, then an add), the softmax sums
+// its exponentials in double, and V is accumulated position by position.
+// Everything is read with __ldcg (L2), because in the persistent kernel q and
+// the cache rows were written by other blocks a moment ago.
+#include "cuda/attention.cuh"
+#include "cuda/common.cuh"
+
+namespace quarrel::cuda {
+
+// Four consecutive cache elements as floats (16-byte or 8-byte aligned).
+__device__ __forceinline__ float4 load4_kv(const float* p) { return __ldcg(reinterpret_cast<const float4*>(p)); }
+__device__ __forceinline__ float4 load4_kv(const __half* p) {
+  const uint2 u = __ldcg(reinterpret_cast<const uint2*>(p));
+  const float2 a = __half22float2(*reinterpret_cast<const __half2*>(&u.x));
+  const float2 b = __half22float2(*reinterpret_cast<const __half2*>(&u.y));
+  return make_float4(a.x, a.y, b.x, b.y);
+}
+
+// The CPU backend's softmax exponential, operation for operation: its SIMD
+// kernels (x86_avx2_common.h, exp_ps) take positions in blocks of eight
+// through a polynomial, and the last n_pos % 8 through the C library's
+// correctly rounded expf, which a double-precision exp rounded to float
+// matches. The same input then gives the same bits on both backends.
+__device__ __forceinline__ float cpu_exp(float x, bool poly) {
+  if (!poly) return static_cast<float>(exp(static_cast<double>(x)));
+  const float hi = 88.7228391f, lo = -87.3365479f;
+  if (x > hi) return INFINITY;
+  if (x < lo) return 0.0f;
+  const float k = rintf(__fmul_rn(x, 1.44269504089f));
+  float r = fmaf(-k, 0.693359375f, x);
+  r = fmaf(-k, -2.12194440e-4f, r);
+  float p = 1.9875691500e-4f;
+  p = fmaf(p, r, 1.3981999507e-3f);
+  p = fmaf(p, r, 8.3334519073e-3f);
+  p = fmaf(p, r, 4.1665795894e-2f);
+  p = fmaf(p, r, 1.6666665459e-1f);
+  p = fmaf(p, r, 5.0000001201e-1f);
+  p = fmaf(p, __fmul_rn(r, r), r);
+  p = __fadd_rn(p, 1.0f);
+  const int ki = static_cast<int>(k), k1 = ki >> 1, k2 = ki - k1;
+  return __fmul_rn(__fmul_rn(p, __int_as_float((k1 + 127) << 23)), __int_as_float((k2 + 127) << 23));
+}
+
+// Shared memory one call needs: scores for every position, the query, and a
+// staging buffer that holds a chunk of K or V rows.
+struct AttendSmem {
+  float* scores;  // n_pos floats
+  float* q;       // head_dim floats
+  float* chunk;   // kAttendChunkFloats floats
+  double* red;    // blockDim.x / 32
+  float* red_max; // blockDim.x / 32
+};
+
+constexpr int kAttendChunkFloats = 8192;  // 32 KB
+
+// Walks the flat indices start, start + step, ... of a grid with `cols`
+// columns as (row, column) pairs without a division per step: an integer
+// division costs dozens of instructions, and a lone warp staging a chunk
+// would spend longer on them than on its loads.
+struct GridWalk {
+  int row, col, step_rows, step_cols, cols;
+  __device__ GridWalk(int start, int step, int n_cols)
+      : row(start / n_cols), col(start % n_cols), step_rows(step / n_cols), step_cols(step % n_cols), cols(n_cols) {}
+  __device__ void next() {
+    row += step_rows;
+    col += step_cols;
+    if (col >= cols) {
+      col -= cols;
+      ++row;
+    }
+  }
+};
+
+// Copies rows [p0, p0 + np) of hd elements (`stride` apart in src) into dst,
+// row p at dst + p * pitch, as floats. Each thread issues up to kBatch loads
+// before its first store, so a chunk costs about one memory round trip.
+template <typename KV>
+__device__ __forceinline__ void stage_rows(const KV* src, int64_t stride, int p0, int np, int hd, float* dst,
+                                           int pitch) {
+  constexpr int kBatch = 8;
+  GridWalk at(threadIdx.x, blockDim.x, hd / 4);
+  while (at.row < np) {
+    float4 r[kBatch];
+    GridWalk ld = at;
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      if (ld.row < np) r[u] = load4_kv(src + (p0 + ld.row) * stride + 4 * ld.col);
+      ld.next();
+    }
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      if (at.row < np) {
+        float* d = dst + at.row * pitch + 4 * at.col;
+        d[0] = r[u].x;
+        d[1] = r[u].y;
+        d[2] = r[u].z;
+        d[3] = r[u].w;
+      }
+      at.next();
+    }
+  }
+}
+
+// out[0..head_dim) = softmax(q . K^T * scale) V over positions [0, n_pos).
+// k and v point at position 0 of this KV head; rows are `stride` elements
+// apart. head_dim must be a multiple of 4. Every thread of the block calls it.
+//
+// K and V are staged through shared memory a chunk of positions at a time,
+// every thread loading a share of the chunk at once, so a chunk costs one
+// memory round trip; each score and each output element is then summed from
+// shared memory in the CPU's order.
+template <typename KV>
+__device__ void attend_head(const float* q, const KV* k, const KV* v, int64_t stride, int n_pos, int hd, float scale,
+                            float* out, const AttendSmem& sm) {
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp, n_warps = blockDim.x / kWarp;
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) sm.q[d] = __ldcg(q + d);
+
+  // Scores. K rows sit hd + 1 floats apart in the chunk, so the threads of a
+  // warp (one position each) read different banks.
+  const int kpitch = hd + 1;
+  const int kchunk = kAttendChunkFloats / kpitch;
+  float local_max = -INFINITY;
+  for (int p0 = 0; p0 < n_pos; p0 += kchunk) {
+    const int np = min(kchunk, n_pos - p0);
+    stage_rows(k, stride, p0, np, hd, sm.chunk, kpitch);
+    __syncthreads();
+    for (int p = threadIdx.x; p < np; p += blockDim.x) {
+      const float* kp = sm.chunk + p * kpitch;
+      // Eight products loaded into registers before they are added, so the
+      // shared-memory reads overlap; the adds stay in dimension order.
+      float d0 = 0;
+      int d = 0;
+      for (; d + 8 <= hd; d += 8) {
+        float pr[8];
+#pragma unroll
+        for (int j = 0; j < 8; ++j) pr[j] = __fmul_rn(sm.q[d + j], kp[d + j]);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) d0 = __fadd_rn(d0, pr[j]);
+      }
+      for (; d < hd; ++d) d0 = __fadd_rn(d0, __fmul_rn(sm.q[d], kp[d]));
+      const float sc = __fmul_rn(d0, scale);
+      sm.scores[p0 + p] = sc;
+      local_max = fmaxf(local_max, sc);
+    }
+    __syncthreads();
+  }
+  local_max = warp_max(local_max);
+  if (lane == 0) sm.red_max[warp] = local_max;
+  __syncthreads();
+  float m = sm.red_max[0];
+  for (int w = 1; w < n_warps; ++w) m = fmaxf(m, sm.red_max[w]);
+
+  // Exponentials, summed in double as the CPU does.
+  double sum = 0;
+  for (int p = threadIdx.x; p < n_pos; p += blockDim.x) {
+    const float e = cpu_exp(__fsub_rn(sm.scores[p], m), p < (n_pos & ~7));
+    sm.scores[p] = e;
+    sum += e;
+  }
+  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  if (lane == 0) sm.red[warp] = sum;
+  __syncthreads();
+  double total = 0;
+  for (int w = 0; w < n_warps; ++w) total += sm.red[w];
+  const float inv = static_cast<float>(1.0 / total);
+
+  // Weighted sum of V: one dimension per thread, over the positions in order.
+  const int vchunk = kAttendChunkFloats / hd;
+  float acc = 0;  // dimension threadIdx.x (hd <= blockDim.x)
+  for (int p0 = 0; p0 < n_pos; p0 += vchunk) {
+    const int np = min(vchunk, n_pos - p0);
+    stage_rows(v, stride, p0, np, hd, sm.chunk, hd);
+    __syncthreads();
+    if (threadIdx.x < hd) {
+      const float* vc = sm.chunk + threadIdx.x;
+      int p = 0;
+      for (; p + 8 <= np; p += 8) {
+        float pr[8];
+#pragma unroll
+        for (int j = 0; j < 8; ++j) pr[j] = __fmul_rn(__fmul_rn(sm.scores[p0 + p + j], inv), vc[(p + j) * hd]);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc = __fadd_rn(acc, pr[j]);
+      }
+      for (; p < np; ++p) acc = __fadd_rn(acc, __fmul_rn(__fmul_rn(sm.scores[p0 + p], inv), vc[p * hd]));
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x < hd) out[threadIdx.x] = acc;
+}
+
+// ---------------------------------------------------------------------
+// Decode attention spread over the whole grid (the persistent kernel), in
+// two steps with a grid barrier between them. The arithmetic is the same as
+// attend_head's, element for element.
+
+// Step 1: the scores of positions [32 c, 32 c + 32) for the `group` (at most
+// 8) query heads that share KV head g, written to scores[h * n_pos + p] (a
+// dense [n_head][n_pos] array for this step). q_all is the whole query
+// vector in shared memory, rows 32 * (hd + 1) more floats of it. The block
+// loads the 32 K rows together (coalesced, one round trip); then warp j sums
+// head j's products, one position per lane, in dimension order. Every thread
+// of the block calls it.
+template <typename KV>
+__device__ void score_chunk(const float* q_all, const KV* k, int64_t stride, int g, int group, int c, int n_pos,
+                            int hd, float scale, float* scores, float* rows) {
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp, n_warps = blockDim.x / kWarp;
+  const int p0 = 32 * c, np = min(32, n_pos - p0);
+  const int pitch = hd + 1;
+  constexpr int kBatch = 8;
+  GridWalk at(threadIdx.x, blockDim.x, hd / 4);
+  while (at.row < np) {
+    float4 r[kBatch];
+    GridWalk ld = at;
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      if (ld.row < np) r[u] = load4_kv(k + (p0 + ld.row) * stride + g * hd + 4 * ld.col);
+      ld.next();
+    }
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      if (at.row < np) {
+        float* d = rows + at.row * pitch + 4 * at.col;
+        d[0] = r[u].x;
+        d[1] = r[u].y;
+        d[2] = r[u].z;
+        d[3] = r[u].w;
+      }
+      at.next();
+    }
+  }
+  __syncthreads();
+  if (lane < np) {
+    const float* kp = rows + lane * pitch;
+    for (int j = warp; j < group; j += n_warps) {
+      const float* qh = q_all + (g * group + j) * hd;
+      float acc = 0;
+      int d = 0;
+      for (; d + 8 <= hd; d += 8) {
+        float pr[8];
+#pragma unroll
+        for (int u = 0; u < 8; ++u) pr[u] = __fmul_rn(qh[d + u], kp[d + u]);
+#pragma unroll
+        for (int u = 0; u < 8; ++u) acc = __fadd_rn(acc, pr[u]);
+      }
+      for (; d < hd; ++d) acc = __fadd_rn(acc, __fmul_rn(qh[d], kp[d]));
+      scores[(g * group + j) * n_pos + p0 + lane] = __fmul_rn(acc, scale);
+    }
+  }
+  __syncthreads();
+}
+
+// Step 2: for KV head g and dimensions [d0, d0 + nd), the softmax of each
+// of the group's heads over all positions and the weighted sum of V, written
+// to out[h * hd + d]. Every thread of the block calls it. Shared memory:
+// group * n_pos floats for the probabilities, group floats for the inverse
+// sums, and a chunk of kAttendChunkFloats floats for V.
+template <typename KV>
+__device__ void softmax_values(const float* scores, const KV* v, int64_t stride, int g, int group, int d0, int nd,
+                               int n_pos, int hd, float* out, float* probs, float* inv_sum, float* chunk) {
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp, n_warps = blockDim.x / kWarp;
+  // The group's scores are contiguous: one batched copy.
+  {
+    constexpr int kBatch = 8;
+    const float* src = scores + g * group * n_pos;
+    const int total = group * n_pos;
+    for (int base = threadIdx.x; base < total; base += kBatch * blockDim.x) {
+      float r[kBatch];
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u)
+        if (base + u * blockDim.x < total) r[u] = __ldcg(src + base + u * blockDim.x);
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u)
+        if (base + u * blockDim.x < total) probs[base + u * blockDim.x] = r[u];
+    }
+  }
+  __syncthreads();
+  // Each warp takes whole heads: maximum, exponentials, their sum in double.
+  for (int j = warp; j < group; j += n_warps) {
+    float* pr = probs + j * n_pos;
+    float m = -INFINITY;
+    for (int p = lane; p < n_pos; p += kWarp) m = fmaxf(m, pr[p]);
+    m = warp_max(m);
+    double sum = 0;
+    for (int p = lane; p < n_pos; p += kWarp) {
+      const float e = cpu_exp(__fsub_rn(pr[p], m), p < (n_pos & ~7));
+      pr[p] = e;
+      sum += e;
+    }
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (lane == 0) inv_sum[j] = static_cast<float>(1.0 / sum);
+  }
+  __syncthreads();
+  // V restricted to the block's dimensions, a chunk of positions at a time;
+  // thread (j, d) sums over the positions in order.
+  const int vchunk = kAttendChunkFloats / nd;
+  const int j = threadIdx.x / nd, d = threadIdx.x % nd;
+  const bool mine = j < group;
+  const float inv = mine ? inv_sum[j] : 0.0f;
+  float acc = 0;
+  const int n4 = nd / 4;
+  for (int p0 = 0; p0 < n_pos; p0 += vchunk) {
+    const int np = min(vchunk, n_pos - p0);
+    constexpr int kBatch = 8;
+    GridWalk at(threadIdx.x, blockDim.x, n4);
+    while (at.row < np) {
+      float4 r[kBatch];
+      GridWalk ld = at;
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        if (ld.row < np) r[u] = load4_kv(v + (p0 + ld.row) * stride + g * hd + d0 + 4 * ld.col);
+        ld.next();
+      }
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        if (at.row < np) *reinterpret_cast<float4*>(chunk + at.row * nd + 4 * at.col) = r[u];
+        at.next();
+      }
+    }
+    __syncthreads();
+    if (mine) {
+      const float* pr = probs + j * n_pos + p0;
+      const float* vc = chunk + d;
+      int p = 0;
+      for (; p + 8 <= np; p += 8) {
+        float t[8];
+#pragma unroll
+        for (int u = 0; u < 8; ++u) t[u] = __fmul_rn(__fmul_rn(pr[p + u], inv), vc[(p + u) * nd]);
+#pragma unroll
+        for (int u = 0; u < 8; ++u) acc = __fadd_rn(acc, t[u]);
+      }
+      for (; p < np; ++p) acc = __fadd_rn(acc, __fmul_rn(__fmul_rn(pr[p], inv), vc[p * nd]));
+    }
+    __syncthreads();
+  }
+  if (mine) out[(g * group + j) * hd + d0 + d] = acc;
+}
+
+}  // namespace quarrel::cuda

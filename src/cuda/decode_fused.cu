@@ -1,0 +1,261 @@
+#include "cuda/decode_fused.cuh"
+
+#include <algorithm>
+
+#include "cuda/attention_device.cuh"
+#include "cuda/common.cuh"
+#include "cuda/matvec_device.cuh"
+
+namespace quarrel::cuda {
+
+namespace {
+
+constexpr int kThreads = kMatvecThreads;
+constexpr int kWarps = kMatvecWarps;
+// A stage prefetches the next stage's rows only when they fit well inside L2
+// (50 MB on an H100/H200); larger matrices stream from memory at full speed
+// anyway, and prefetching them would evict the current stage's rows.
+constexpr int64_t kPrefetchBytes = 16 << 20;
+
+// Every block arrives, then waits until all have: thread 0 counts the block
+// in and spins on the counter.
+__device__ __forceinline__ void grid_barrier(unsigned int* counter, unsigned int& target) {
+  target += gridDim.x;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    // A release add publishes the block's writes (ordered before it by the
+    // __syncthreads above); the acquire loads make the other blocks' visible.
+    asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(counter) : "memory");
+    unsigned int seen;
+    do {
+      asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(counter) : "memory");
+    } while (seen < target);
+  }
+  __syncthreads();
+}
+
+// Pulls bytes [0, n) of p into L2, spread over every thread of the grid.
+__device__ __forceinline__ void prefetch_span(const void* p, int64_t n) {
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t nt = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t off = t * 128; off < n; off += nt * 128)
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const uint8_t*>(p) + off));
+}
+
+template <MatvecOutput OUT>
+__device__ __forceinline__ void maybe_prefetch(const MatvecArgs& m, int warp, int n_warps) {
+  const int64_t bytes = static_cast<int64_t>(m.rows) * m.row_bytes * (m.w2 ? 2 : 1);
+  if (bytes <= kPrefetchBytes) prefetch_units<OUT>(m, warp, n_warps);
+}
+
+struct LayerArgs {
+  MatvecArgs qkv, o, ffn, down;
+};
+
+__device__ LayerArgs layer_args(const FusedStep& a, const FusedLayer& L) {
+  LayerArgs r;
+  const int qd = a.n_head * a.head_dim, kvd = a.n_head_kv * a.head_dim;
+  MatvecArgs& q = r.qkv;
+  q.w = L.wqkv;
+  q.row_bytes = L.rb_qkv;
+  q.rows = qd + 2 * kvd;
+  q.k = a.n_embd;
+  q.x = a.x;
+  q.norm_w = L.attn_norm;
+  q.eps = a.eps;
+  q.out = a.q;
+  q.bias = L.bias_qkv;
+  q.rope_cos = a.rope_cos;
+  q.rope_sin = a.rope_sin;
+  q.step = a.step;
+  q.k_cache = L.k_cache;
+  q.v_cache = L.v_cache;
+  q.kv_f32 = a.kv_f32;
+  q.n_ctx = a.n_ctx;
+  q.n_head = a.n_head;
+  q.n_head_kv = a.n_head_kv;
+  q.head_dim = a.head_dim;
+  q.neox = a.neox;
+  MatvecArgs& o = r.o;
+  o.w = L.wo;
+  o.row_bytes = L.rb_o;
+  o.rows = a.n_embd;
+  o.k = qd;
+  o.x = a.attn;
+  o.out = a.x;
+  MatvecArgs& g = r.ffn;
+  g.w = L.w_gate;
+  g.w2 = L.w_up;
+  g.row_bytes = L.rb_ffn;
+  g.rows = a.n_ff;
+  g.k = a.n_embd;
+  g.x = a.x;
+  g.norm_w = L.ffn_norm;
+  g.eps = a.eps;
+  g.out = a.h;
+  MatvecArgs& d = r.down;
+  d.w = L.w_down;
+  d.row_bytes = L.rb_down;
+  d.rows = a.n_embd;
+  d.k = a.n_ff;
+  d.x = a.h;
+  d.out = a.x;
+  return r;
+}
+
+template <DType WT, DType VT, typename KV>
+__global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
+  extern __shared__ float4 smem4[];  // matvec input, or attention scores + K/V chunk
+  float* smem = reinterpret_cast<float*>(smem4);
+  __shared__ float red[32];
+  using O = MatvecOutput;
+  using I = MatvecInput;
+  const int warp = blockIdx.x * kWarps + threadIdx.x / kWarp;
+  const int n_warps = gridDim.x * kWarps;
+  const int pos = a.step[1], seq = a.step[2];
+  const int kvd = a.n_head_kv * a.head_dim;
+  unsigned long long unused = 0;
+  unsigned int target = 0;
+
+  // Prefetches are issued at the end of a stage, after its own loads, for a
+  // stage at least one barrier later: issued earlier they queue in front of
+  // the stage's critical loads on the same multiprocessor.
+  auto prefetch_kv = [&](const FusedLayer& L) {
+    // The cached K and V of the earlier positions: the weights streaming
+    // through L2 evict them between tokens, and attention runs on only a few
+    // blocks, each of which would otherwise wait on memory.
+    const int64_t elem = a.kv_f32 ? 4 : 2;
+    const int64_t first = static_cast<int64_t>(seq) * a.n_ctx * kvd * elem;
+    prefetch_span(static_cast<const uint8_t*>(L.k_cache) + first, pos * kvd * elem);
+    prefetch_span(static_cast<const uint8_t*>(L.v_cache) + first, pos * kvd * elem);
+  };
+  LayerArgs m = layer_args(a, a.layers[0]);
+  maybe_prefetch<O::Qkv>(m.qkv, warp, n_warps);
+  prefetch_kv(a.layers[0]);
+  for (int il = 0; il < a.n_layer; ++il) {
+    const FusedLayer& L = a.layers[il];
+    // QKV, RoPE and the KV-cache write.
+    load_input<I::Norm, VT>(m.qkv, smem, red);
+    matvec_rows<WT, O::Qkv>(m.qkv, smem, warp, n_warps, unused);
+    maybe_prefetch<O::Residual>(m.o, warp, n_warps);
+    grid_barrier(a.barrier, target);
+
+    // Attention, spread over the grid: first the scores, 32 positions of the
+    // query heads of one KV head per block ...
+    const int n_pos = pos + 1, group = a.n_head / a.n_head_kv;
+    const int64_t kv_first = static_cast<int64_t>(seq) * a.n_ctx * kvd;
+    const KV* kc = static_cast<const KV*>(L.k_cache) + kv_first;
+    const KV* vc = static_cast<const KV*>(L.v_cache) + kv_first;
+    {
+      const int n_items = a.n_head_kv * ((n_pos + 31) / 32);
+      if (static_cast<int>(blockIdx.x) < n_items) {
+        for (int i = threadIdx.x; i < a.n_head * a.head_dim; i += blockDim.x) smem[i] = __ldcg(a.q + i);
+        __syncthreads();
+        for (int item = blockIdx.x; item < n_items; item += gridDim.x)
+          score_chunk(smem, kc, kvd, item % a.n_head_kv, group, item / a.n_head_kv, n_pos, a.head_dim, a.scale,
+                      a.scores, smem + ((a.n_head * a.head_dim + 3) & ~3));
+      }
+    }
+    maybe_prefetch<O::Swiglu>(m.ffn, warp, n_warps);
+    grid_barrier(a.barrier, target);
+    // ... then the softmax and the weighted sum of V, a few dimensions of
+    // one KV head per block.
+    {
+      const int nd = a.head_dim % 8 == 0 ? 8 : 4, per_head = a.head_dim / nd;
+      float* probs = smem;
+      float* inv_sum = smem + group * a.n_ctx;
+      float* chunk = smem + ((group * a.n_ctx + group + 3) & ~3);
+      for (int item = blockIdx.x; item < a.n_head_kv * per_head; item += gridDim.x)
+        softmax_values(a.scores, vc, kvd, item / per_head, group, (item % per_head) * nd, nd, n_pos, a.head_dim,
+                       a.attn, probs, inv_sum, chunk);
+    }
+    grid_barrier(a.barrier, target);
+
+    // Output projection into the residual.
+    load_input<I::Plain, VT>(m.o, smem, red);
+    matvec_rows<WT, O::Residual>(m.o, smem, warp, n_warps, unused);
+    maybe_prefetch<O::Residual>(m.down, warp, n_warps);
+    grid_barrier(a.barrier, target);
+
+    // RMSNorm, gate and up, SwiGLU.
+    load_input<I::Norm, VT>(m.ffn, smem, red);
+    matvec_rows<WT, O::Swiglu>(m.ffn, smem, warp, n_warps, unused);
+    const LayerArgs next = il + 1 < a.n_layer ? layer_args(a, a.layers[il + 1]) : m;
+    if (il + 1 < a.n_layer) {
+      maybe_prefetch<O::Qkv>(next.qkv, warp, n_warps);
+      prefetch_kv(a.layers[il + 1]);
+    }
+    grid_barrier(a.barrier, target);
+
+    // Down projection into the residual.
+    load_input<I::Plain, VT>(m.down, smem, red);
+    matvec_rows<WT, O::Residual>(m.down, smem, warp, n_warps, unused);
+    if (il + 1 < a.n_layer) grid_barrier(a.barrier, target);
+    m = next;
+  }
+}
+
+template <DType WT, DType VT>
+void launch(const FusedStep& a, int n_sm, cudaStream_t s) {
+  const size_t smem = fused_smem_bytes(a);
+  if (smem > 200 * 1024) fail_message(cat("fused decode: needs ", smem, " bytes of shared memory (at most 200 KB)"));
+  auto run = [&](auto kernel) {
+    allow_large_smem(kernel);
+    int per_sm = 0;
+    QUARREL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem));
+    if (per_sm < 1) fail_message(cat("fused decode: the kernel does not fit on a multiprocessor"));
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = dim3(n_sm);
+    cfg.blockDim = dim3(kThreads);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeCooperative;  // all blocks resident: the barrier needs it
+    attr[0].val.cooperative = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    QUARREL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, a));
+  };
+  QUARREL_CUDA_CHECK(cudaMemsetAsync(a.barrier, 0, sizeof(unsigned int), s));
+  if (a.kv_f32)
+    run(fused_decode_kernel<WT, VT, float>);
+  else
+    run(fused_decode_kernel<WT, VT, __half>);
+}
+
+}  // namespace
+
+size_t fused_smem_bytes(const FusedStep& a) {
+  const int widest = std::max({a.n_embd, a.n_head * a.head_dim, a.n_ff});
+  const int group = a.n_head / a.n_head_kv;
+  const size_t softmax = ((group * a.n_ctx + group + 3) & ~3) + kAttendChunkFloats;
+  const size_t scores = ((a.n_head * a.head_dim + 3) & ~3) + 32 * (a.head_dim + 1);
+  return std::max({static_cast<size_t>(matvec_smem_floats(widest)), softmax, scores}) * sizeof(float);
+}
+
+#define QUARREL_FUSED_TYPES(X) X(F32, F32) X(F16, F16) X(BF16, BF16) X(Q8_0, Q8_0) X(Q4_0, Q8_0)
+
+bool fused_decode_supported(DType t) {
+  switch (t) {
+#define X(W, V) case DType::W:
+    QUARREL_FUSED_TYPES(X)
+#undef X
+    return true;
+    default: return false;
+  }
+}
+
+void decode_layers(DType t, const FusedStep& a, int n_sm, cudaStream_t s) {
+  if (a.head_dim % 4 != 0 || a.n_head / a.n_head_kv > kMaxFusedGroup)
+    fail_message(cat("fused decode: head dimension ", a.head_dim, " or GQA group ", a.n_head / a.n_head_kv,
+                     " is not supported"));
+  switch (t) {
+#define X(W, V) \
+  case DType::W: return launch<DType::W, DType::V>(a, n_sm, s);
+    QUARREL_FUSED_TYPES(X)
+#undef X
+    default: fail_message(cat("fused decode: weight type ", tensor::dtype_name(t), " has no persistent kernel"));
+  }
+}
+
+}  // namespace quarrel::cuda

@@ -1,0 +1,66 @@
+#pragma once
+// The whole decode step of every layer in one persistent kernel: one block
+// per multiprocessor, all resident at once (a cooperative launch), with a
+// grid-wide barrier between the six stages of a layer: QKV + RoPE + KV
+// write; attention scores; softmax + weighted V; output projection +
+// residual; RMSNorm + gate/up + SwiGLU; down projection + residual. The
+// matvec stages run the same device code as the one-kernel-per-stage path
+// (matvec_device.cuh) and attention the same arithmetic as its kernel
+// (attention_device.cuh), so both paths give bit-identical logits. What goes
+// away is the launch and drain of 150 kernels per token; at the end of each
+// stage every block also pulls the weights it will read a stage later into
+// L2, and the K/V of the next layer.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "tensor/dtype.h"
+
+namespace quarrel::cuda {
+
+struct FusedLayer {
+  const uint8_t* wqkv = nullptr;  // q, k and v rows stacked
+  const uint8_t* wo = nullptr;
+  const uint8_t* w_gate = nullptr;
+  const uint8_t* w_up = nullptr;
+  const uint8_t* w_down = nullptr;
+  int64_t rb_qkv = 0, rb_o = 0, rb_ffn = 0, rb_down = 0;  // bytes per row
+  const float* attn_norm = nullptr;
+  const float* ffn_norm = nullptr;
+  const float* bias_qkv = nullptr;  // or null
+  void* k_cache = nullptr;          // this layer's, [seq][pos][kv_dim]
+  void* v_cache = nullptr;
+};
+
+struct FusedStep {
+  const FusedLayer* layers = nullptr;  // device array of n_layer
+  int n_layer = 0, n_embd = 0, n_head = 0, n_head_kv = 0, head_dim = 0, n_ff = 0, n_ctx = 0;
+  float eps = 0, scale = 0;
+  bool neox = false, kv_f32 = true;
+  const float* rope_cos = nullptr;  // [n_ctx][head_dim / 2]
+  const float* rope_sin = nullptr;
+  const int32_t* step = nullptr;  // device {token, pos, seq}
+  float* x = nullptr;             // n_embd: the residual stream, in and out
+  float* q = nullptr;             // n_head * head_dim
+  float* attn = nullptr;          // n_head * head_dim
+  float* h = nullptr;             // n_ff
+  float* scores = nullptr;        // n_head * n_ctx: attention scores
+  unsigned int* barrier = nullptr;  // one counter, zero at launch
+};
+
+// The most query heads per KV head the kernel's attention handles.
+constexpr int kMaxFusedGroup = 8;
+
+// Whether there is a persistent kernel for layers whose matrices all have
+// weight type t.
+bool fused_decode_supported(tensor::DType t);
+
+// Dynamic shared memory the kernel needs for this shape; at most 200 KB
+// can be had (the backend falls back to five kernels per layer beyond it).
+size_t fused_smem_bytes(const FusedStep& a);
+
+// Runs every layer for one token: x (after the embedding) in, x (before the
+// output norm) out. Zeroes the barrier counter first. Capturable in a graph.
+void decode_layers(tensor::DType t, const FusedStep& a, int n_sm, cudaStream_t s);
+
+}  // namespace quarrel::cuda
