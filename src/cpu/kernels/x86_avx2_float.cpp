@@ -364,18 +364,34 @@ inline void score_block(const float* const* q, const float* k, int64_t ks, int64
     for (int t = 0; t < V; ++t) _mm256_storeu_ps(s[g] + j0 + 8 * t, _mm256_mul_ps(acc[g][t], vs));
 }
 
+// The last n % 8 positions: the same sums with masked loads (lanes past the
+// end load zeros), stored through a stack row.
+template <int G>
+inline void score_tail(const float* const* q, const float* k, int64_t ks, int64_t j0, int64_t left, int64_t hd,
+                       float scale, float* const* s) {
+  alignas(32) static constexpr int32_t kLanes[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+  const __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kLanes + 8 - left));
+  __m256 acc[G];
+  for (int g = 0; g < G; ++g) acc[g] = _mm256_setzero_ps();
+  for (int64_t d = 0; d < hd; ++d) {
+    const __m256 kv = _mm256_maskload_ps(k + d * ks + j0, m);
+    for (int g = 0; g < G; ++g) acc[g] = _mm256_add_ps(acc[g], _mm256_mul_ps(_mm256_broadcast_ss(q[g] + d), kv));
+  }
+  const __m256 vs = _mm256_set1_ps(scale);
+  for (int g = 0; g < G; ++g) {
+    alignas(32) float row[8];
+    _mm256_store_ps(row, _mm256_mul_ps(acc[g], vs));
+    for (int64_t t = 0; t < left; ++t) s[g][j0 + t] = row[t];
+  }
+}
+
 template <int G>
 void attend_scores(const float* const* q, const float* k, int64_t ks, int64_t n, int64_t hd, float scale,
                    float* const* s) {
   int64_t j = 0;
   for (; j + 32 <= n; j += 32) score_block<G, 4>(q, k, ks, j, hd, scale, s);
   for (; j + 8 <= n; j += 8) score_block<G, 1>(q, k, ks, j, hd, scale, s);
-  for (; j < n; ++j)
-    for (int g = 0; g < G; ++g) {
-      float dot = 0;
-      for (int64_t d = 0; d < hd; ++d) dot += q[g][d] * k[d * ks + j];
-      s[g][j] = dot * scale;
-    }
+  if (j < n) score_tail<G>(q, k, ks, j, n - j, hd, scale, s);
 }
 
 // out_h = sum_j p[h][j] v_j for G heads at once, 32 dims at a time, so each

@@ -488,18 +488,29 @@ inline void score_block(const float* const* q, const float* k, int64_t ks, int64
     for (int t = 0; t < V; ++t) _mm512_storeu_ps(s[g] + j0 + 16 * t, _mm512_mul_ps(acc[g][t], vs));
 }
 
+// The last n % 16 positions: the same sums with masked loads and stores
+// (lanes past the end load zeros and are not stored).
+template <int G>
+inline void score_tail(const float* const* q, const float* k, int64_t ks, int64_t j0, int64_t left, int64_t hd,
+                       float scale, float* const* s) {
+  const __mmask16 m = static_cast<__mmask16>((1u << left) - 1);
+  __m512 acc[G];
+  for (int g = 0; g < G; ++g) acc[g] = _mm512_setzero_ps();
+  for (int64_t d = 0; d < hd; ++d) {
+    const __m512 kv = _mm512_maskz_loadu_ps(m, k + d * ks + j0);
+    for (int g = 0; g < G; ++g) acc[g] = _mm512_add_ps(acc[g], _mm512_mul_ps(_mm512_set1_ps(q[g][d]), kv));
+  }
+  const __m512 vs = _mm512_set1_ps(scale);
+  for (int g = 0; g < G; ++g) _mm512_mask_storeu_ps(s[g] + j0, m, _mm512_mul_ps(acc[g], vs));
+}
+
 template <int G>
 void attend_scores(const float* const* q, const float* k, int64_t ks, int64_t n, int64_t hd, float scale,
                    float* const* s) {
   int64_t j = 0;
   for (; j + 64 <= n; j += 64) score_block<G, 4>(q, k, ks, j, hd, scale, s);
   for (; j + 16 <= n; j += 16) score_block<G, 1>(q, k, ks, j, hd, scale, s);
-  for (; j < n; ++j)
-    for (int g = 0; g < G; ++g) {
-      float dot = 0;
-      for (int64_t d = 0; d < hd; ++d) dot += q[g][d] * k[d * ks + j];
-      s[g][j] = dot * scale;
-    }
+  if (j < n) score_tail<G>(q, k, ks, j, n - j, hd, scale, s);
 }
 
 template <int G>
