@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <unordered_map>
 #include <vector>
 
 #include "cpu/ops.h"
@@ -78,6 +79,7 @@ class CudaBackend final : public runtime::Backend {
   void decode_step();   // the kernels of one decode step (captured into the graph)
   void run_decode(int32_t token, int32_t pos, int32_t seq);
   void prefill(std::span<const BatchEntry> batch, float* logits);
+  void prefill_kernels(int T, int n_out);  // the kernels of one batch (captured for small ones)
   void gemm(const DevMatrix& w, const void* x, int T, float* out, int64_t ld_out, float beta);
 
   const model::Config& c_;
@@ -108,6 +110,10 @@ class CudaBackend final : public runtime::Backend {
   unsigned long long* d_argmax_ = nullptr;
   unsigned long long* h_argmax_ = nullptr;  // pinned
   cudaGraphExec_t graph_ = nullptr;
+  // Batches of up to kGraphRows rows (server decode steps), one graph per
+  // (rows, outputs) shape, captured on first use.
+  static constexpr int kGraphRows = 64;
+  std::unordered_map<int, cudaGraphExec_t> batch_graphs_;
   // The persistent whole-step kernel (decode_fused.cuh), when every layer
   // matrix has one type it supports; otherwise five kernels per layer.
   bool fused_ = false;
@@ -241,6 +247,7 @@ CudaBackend::CudaBackend(const model::Model& m, runtime::BackendOptions opts) : 
 
 CudaBackend::~CudaBackend() {
   if (graph_) cudaGraphExecDestroy(graph_);
+  for (auto& [key, g] : batch_graphs_) cudaGraphExecDestroy(g);
   if (cublas_) cublasDestroy(cublas_);
   if (h_step_) cudaFreeHost(h_step_);
   if (h_argmax_) cudaFreeHost(h_argmax_);
@@ -479,8 +486,6 @@ void CudaBackend::gemm(const DevMatrix& w, const void* x, int T, float* out, int
 
 void CudaBackend::prefill(std::span<const BatchEntry> batch, float* logits) {
   const int T = static_cast<int>(batch.size());
-  const int E = static_cast<int>(c_.n_embd), QD = static_cast<int>(c_.q_dim()), KVD = static_cast<int>(c_.kv_dim());
-  const int FF = static_cast<int>(c_.n_ff);
   int n_out = 0;
   int32_t* h_tok = h_batch_;
   int32_t* h_pos = h_batch_ + opts_.n_batch;
@@ -498,6 +503,41 @@ void CudaBackend::prefill(std::span<const BatchEntry> batch, float* logits) {
   QUARREL_CUDA_CHECK(cudaMemcpyAsync(d_out_idx_, h_out, std::max(n_out, 1) * sizeof(int32_t), cudaMemcpyHostToDevice,
                                      stream_));
 
+  const int key = T * (kGraphRows + 1) + n_out;
+  if (T <= kGraphRows && n_out > 0) {
+    // A batch of decode rows (the server's continuous batching): replay the
+    // graph captured for this (rows, outputs) shape; the step's tokens,
+    // positions and slots were copied to device memory above.
+    auto it = batch_graphs_.find(key);
+    if (it == batch_graphs_.end()) {
+      cudaGraph_t g = nullptr;
+      QUARREL_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+      try {
+        prefill_kernels(T, n_out);
+      } catch (...) {
+        cudaStreamEndCapture(stream_, &g);
+        if (g) cudaGraphDestroy(g);
+        throw;
+      }
+      QUARREL_CUDA_CHECK(cudaStreamEndCapture(stream_, &g));
+      cudaGraphExec_t exec = nullptr;
+      QUARREL_CUDA_CHECK(cudaGraphInstantiate(&exec, g, 0));
+      QUARREL_CUDA_CHECK(cudaGraphDestroy(g));
+      it = batch_graphs_.emplace(key, exec).first;
+    }
+    QUARREL_CUDA_CHECK(cudaGraphLaunch(it->second, stream_));
+  } else {
+    prefill_kernels(T, n_out);
+  }
+  if (n_out > 0)
+    QUARREL_CUDA_CHECK(cudaMemcpyAsync(logits, p_logits_, static_cast<size_t>(n_out) * c_.n_vocab * sizeof(float),
+                                       cudaMemcpyDeviceToHost, stream_));
+  QUARREL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void CudaBackend::prefill_kernels(int T, int n_out) {
+  const int E = static_cast<int>(c_.n_embd), QD = static_cast<int>(c_.q_dim()), KVD = static_cast<int>(c_.kv_dim());
+  const int FF = static_cast<int>(c_.n_ff);
   embed_rows(tok_embd_.type, tok_embd_.data, tok_embd_.row_bytes, E, d_tokens_, T, p_x_, stream_);
   const AttentionShape sh{static_cast<int>(c_.n_head), static_cast<int>(c_.n_head_kv), static_cast<int>(c_.head_dim),
                           opts_.n_ctx, 1.0f / std::sqrt(static_cast<float>(c_.head_dim))};
@@ -532,10 +572,7 @@ void CudaBackend::prefill(std::span<const BatchEntry> batch, float* logits) {
     gather_rows(p_x_, d_out_idx_, n_out, E, p_rows_, stream_);
     rows_for_gemm(output_.type, RowOp::Norm, p_rows_, nullptr, E, output_norm_, c_.rms_eps, n_out, E, p_act_, stream_);
     gemm(output_, p_act_, n_out, p_logits_, c_.n_vocab, 0.0f);
-    QUARREL_CUDA_CHECK(cudaMemcpyAsync(logits, p_logits_, static_cast<size_t>(n_out) * c_.n_vocab * sizeof(float),
-                                       cudaMemcpyDeviceToHost, stream_));
   }
-  QUARREL_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
 }  // namespace
