@@ -75,14 +75,15 @@ struct GridWalk {
   }
 };
 
-// Copies rows [p0, p0 + np) of hd elements (`stride` apart in src) into dst,
+// Copies rows [p0, p0 + np) of `width` elements (`stride` apart in src; width
+// a multiple of 4) into dst,
 // row p at dst + p * pitch, as floats. Each thread issues up to kBatch loads
 // before its first store, so a chunk costs about one memory round trip.
 template <typename KV>
-__device__ __forceinline__ void stage_rows(const KV* src, int64_t stride, int p0, int np, int hd, float* dst,
+__device__ __forceinline__ void stage_rows(const KV* src, int64_t stride, int p0, int np, int width, float* dst,
                                            int pitch) {
   constexpr int kBatch = 8;
-  GridWalk at(threadIdx.x, blockDim.x, hd / 4);
+  GridWalk at(threadIdx.x, blockDim.x, width / 4);
   while (at.row < np) {
     float4 r[kBatch];
     GridWalk ld = at;
@@ -210,28 +211,7 @@ __device__ void score_chunk(const float* q_all, const KV* k, int64_t stride, int
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp, n_warps = blockDim.x / kWarp;
   const int p0 = 32 * c, np = min(32, n_pos - p0);
   const int pitch = hd + 1;
-  constexpr int kBatch = 8;
-  GridWalk at(threadIdx.x, blockDim.x, hd / 4);
-  while (at.row < np) {
-    float4 r[kBatch];
-    GridWalk ld = at;
-#pragma unroll
-    for (int u = 0; u < kBatch; ++u) {
-      if (ld.row < np) r[u] = load4_kv(k + (p0 + ld.row) * stride + g * hd + 4 * ld.col);
-      ld.next();
-    }
-#pragma unroll
-    for (int u = 0; u < kBatch; ++u) {
-      if (at.row < np) {
-        float* d = rows + at.row * pitch + 4 * at.col;
-        d[0] = r[u].x;
-        d[1] = r[u].y;
-        d[2] = r[u].z;
-        d[3] = r[u].w;
-      }
-      at.next();
-    }
-  }
+  stage_rows(k + g * hd, stride, p0, np, hd, rows, pitch);
   __syncthreads();
   if (lane < np) {
     const float* kp = rows + lane * pitch;
@@ -301,25 +281,9 @@ __device__ void softmax_values(const float* scores, const KV* v, int64_t stride,
   const bool mine = j < group;
   const float inv = mine ? inv_sum[j] : 0.0f;
   float acc = 0;
-  const int n4 = nd / 4;
   for (int p0 = 0; p0 < n_pos; p0 += vchunk) {
     const int np = min(vchunk, n_pos - p0);
-    constexpr int kBatch = 8;
-    GridWalk at(threadIdx.x, blockDim.x, n4);
-    while (at.row < np) {
-      float4 r[kBatch];
-      GridWalk ld = at;
-#pragma unroll
-      for (int u = 0; u < kBatch; ++u) {
-        if (ld.row < np) r[u] = load4_kv(v + (p0 + ld.row) * stride + g * hd + d0 + 4 * ld.col);
-        ld.next();
-      }
-#pragma unroll
-      for (int u = 0; u < kBatch; ++u) {
-        if (at.row < np) *reinterpret_cast<float4*>(chunk + at.row * nd + 4 * at.col) = r[u];
-        at.next();
-      }
-    }
+    stage_rows(v + g * hd + d0, stride, p0, np, nd, chunk, nd);
     __syncthreads();
     if (mine) {
       const float* pr = probs + j * n_pos + p0;
