@@ -11,6 +11,7 @@
 #include "cpu/backend.h"
 #include "cpu/kernels/kernels.h"
 #include "model/model.h"
+#include "runtime/sampler.h"
 #include "test_support.h"
 
 namespace quarrel::cpu {
@@ -127,6 +128,20 @@ TEST(CpuBackend, DecodeMatchesPrefill) {
     // blocks' integer sums are exact) hardly at all.
     EXPECT_LT(rel_l2(want, got), stem.find("f32") != std::string::npos ? 1e-5 : 2e-3) << stem;
   }
+}
+
+// forward_greedy (the server's all-greedy steps): the argmax of each row that
+// wants logits, in batch order, with rows that do not want any in between.
+TEST(CpuBackend, ForwardGreedyPicksEachOutputRowsArgmax) {
+  auto m = load(models().front());
+  const int32_t V = static_cast<int32_t>(m->config.n_vocab);
+  auto b = make_backend(*m, options(2));
+  const std::vector<BatchEntry> batch = {{5, 0, 0, false}, {9, 1, 0, true}, {7, 0, 1, true}};
+  std::vector<float> logits(2 * V);
+  int32_t tokens[2] = {-1, -1};
+  b->forward_greedy(batch, logits.data(), tokens);
+  EXPECT_EQ(tokens[0], runtime::argmax(logits.data(), V));
+  EXPECT_EQ(tokens[1], runtime::argmax(logits.data() + V, V));
 }
 
 // Two sequences in one batch, their tokens interleaved, against each run

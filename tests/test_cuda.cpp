@@ -197,6 +197,33 @@ TEST(Cuda, FusedDecodeMatchesStagedKernels) {
   }
 }
 
+// The server's all-greedy steps: the argmax picked on the device must be the
+// argmax of the logits the same batch gives through forward().
+TEST(Cuda, ForwardGreedyMatchesArgmaxOfLogits) {
+  REQUIRE_GPU();
+  auto m = model::Model::load(test::repo_path("models/kjv-7m-q8_0.gguf"));
+  runtime::BackendOptions bo;
+  bo.n_ctx = 64;
+  bo.n_seq = 3;
+  auto gpu = runtime::make_backend(runtime::BackendKind::Cuda, *m, bo);
+  const int32_t V = static_cast<int32_t>(m->config.n_vocab);
+  // Three prompts in three slots, then decode rows for all three at once.
+  std::vector<runtime::BatchEntry> prompt;
+  for (int32_t seq = 0; seq < 3; ++seq)
+    for (int32_t pos = 0; pos < 4; ++pos) prompt.push_back({1 + 37 * seq + 11 * pos, pos, seq, pos == 3});
+  std::vector<float> logits(3 * V), again(3 * V);
+  int32_t tokens[3] = {-1, -1, -1};
+  gpu->forward_greedy(prompt, logits.data(), tokens);
+  gpu->forward(prompt, logits.data());
+  for (int r = 0; r < 3; ++r) EXPECT_EQ(tokens[r], runtime::argmax(logits.data() + r * V, V)) << "prompt row " << r;
+  std::vector<runtime::BatchEntry> step;
+  for (int32_t seq = 0; seq < 3; ++seq) step.push_back({tokens[seq], 4, seq, true});
+  gpu->forward(step, again.data());
+  int32_t next[3] = {-1, -1, -1};
+  gpu->forward_greedy(step, logits.data(), next);
+  for (int r = 0; r < 3; ++r) EXPECT_EQ(next[r], runtime::argmax(again.data() + r * V, V)) << "decode row " << r;
+}
+
 TEST(Cuda, GreedyGenerationMatchesCpu) {
   REQUIRE_GPU();
   auto m = model::Model::load(test::repo_path("models/kjv-7m-q8_0.gguf"));

@@ -7,6 +7,7 @@
 
 #include <cublas_v2.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <unordered_map>
@@ -70,6 +71,7 @@ class CudaBackend final : public runtime::Backend {
   const model::Config& config() const override { return c_; }
   void forward(std::span<const BatchEntry> batch, float* logits) override;
   int32_t decode_greedy(int32_t token, int32_t pos, int32_t seq) override;
+  void forward_greedy(std::span<const BatchEntry> batch, float* logits, int32_t* tokens) override;
   int64_t bytes_per_token(int64_t n_past) const override;
 
  private:
@@ -78,7 +80,8 @@ class CudaBackend final : public runtime::Backend {
   void setup_fused();
   void decode_step();   // the kernels of one decode step (captured into the graph)
   void run_decode(int32_t token, int32_t pos, int32_t seq);
-  void prefill(std::span<const BatchEntry> batch, float* logits);
+  // tokens: non-null for the argmax of each output row instead of its logits.
+  void prefill(std::span<const BatchEntry> batch, float* logits, int32_t* tokens = nullptr);
   void prefill_kernels(int T, int n_out);  // the kernels of one batch (captured for small ones)
   void gemm(const DevMatrix& w, const void* x, int T, float* out, int64_t ld_out, float beta);
 
@@ -122,7 +125,8 @@ class CudaBackend final : public runtime::Backend {
 
   // Prefill buffers, sized for n_batch tokens.
   int32_t *d_tokens_ = nullptr, *d_pos_ = nullptr, *d_seq_ = nullptr, *d_out_idx_ = nullptr;
-  int32_t* h_batch_ = nullptr;  // pinned: tokens, pos, seq, out_idx
+  int32_t* h_batch_ = nullptr;  // pinned: tokens, pos, seq, out_idx, then the greedy tokens
+  int32_t* d_greedy_ = nullptr;  // n_batch argmax results
   float *p_x_ = nullptr, *p_q_ = nullptr, *p_k_ = nullptr, *p_v_ = nullptr, *p_attn_ = nullptr;
   float *p_gate_ = nullptr, *p_up_ = nullptr, *p_logits_ = nullptr, *p_rows_ = nullptr;
   void* p_act_ = nullptr;    // rounded activations in the GEMM's element type
@@ -226,7 +230,8 @@ CudaBackend::CudaBackend(const model::Model& m, runtime::BackendOptions opts) : 
   d_pos_ = arena_.alloc<int32_t>(B);
   d_seq_ = arena_.alloc<int32_t>(B);
   d_out_idx_ = arena_.alloc<int32_t>(B);
-  QUARREL_CUDA_CHECK(cudaMallocHost(&h_batch_, 4 * B * sizeof(int32_t)));
+  QUARREL_CUDA_CHECK(cudaMallocHost(&h_batch_, 5 * B * sizeof(int32_t)));
+  d_greedy_ = arena_.alloc<int32_t>(B);
   p_x_ = arena_.alloc<float>(B * E);
   p_q_ = arena_.alloc<float>(B * QD);
   p_k_ = arena_.alloc<float>(B * KVD);
@@ -484,7 +489,17 @@ void CudaBackend::gemm(const DevMatrix& w, const void* x, int T, float* out, int
   cuda::gemm(cublas_, g, wd, w.rows, w.cols, x, T, out, ld_out, beta);
 }
 
-void CudaBackend::prefill(std::span<const BatchEntry> batch, float* logits) {
+void CudaBackend::forward_greedy(std::span<const BatchEntry> batch, float* logits, int32_t* tokens) {
+  runtime::validate_batch(batch, c_, opts_);
+  if (batch.size() == 1 && batch[0].want_logits) {
+    tokens[0] = decode_greedy(batch[0].token, batch[0].pos, batch[0].seq);
+    return;
+  }
+  if (batch.size() == 1) return forward(batch, logits);
+  prefill(batch, logits, tokens);
+}
+
+void CudaBackend::prefill(std::span<const BatchEntry> batch, float* logits, int32_t* tokens) {
   const int T = static_cast<int>(batch.size());
   int n_out = 0;
   int32_t* h_tok = h_batch_;
@@ -529,10 +544,16 @@ void CudaBackend::prefill(std::span<const BatchEntry> batch, float* logits) {
   } else {
     prefill_kernels(T, n_out);
   }
-  if (n_out > 0)
+  int32_t* h_greedy = h_batch_ + 4 * opts_.n_batch;
+  if (n_out > 0 && tokens) {
+    argmax_rows(p_logits_, n_out, static_cast<int>(c_.n_vocab), d_greedy_, stream_);
+    QUARREL_CUDA_CHECK(cudaMemcpyAsync(h_greedy, d_greedy_, n_out * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+  } else if (n_out > 0) {
     QUARREL_CUDA_CHECK(cudaMemcpyAsync(logits, p_logits_, static_cast<size_t>(n_out) * c_.n_vocab * sizeof(float),
                                        cudaMemcpyDeviceToHost, stream_));
+  }
   QUARREL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  if (tokens) std::copy_n(h_greedy, n_out, tokens);
 }
 
 void CudaBackend::prefill_kernels(int T, int n_out) {

@@ -1,5 +1,6 @@
 #include "cuda/common.cuh"
 #include "cuda/dequant.cuh"
+#include "cuda/matvec_device.cuh"
 #include "cuda/prefill.cuh"
 
 namespace quarrel::cuda {
@@ -46,6 +47,22 @@ __global__ void rows_kernel(RowOp op, const float* x, const float* x2, int64_t s
   __syncthreads();
   round_activations<VT>(xs, k);
   for (int i = threadIdx.x; i < k; i += blockDim.x) store_as(out + static_cast<int64_t>(t) * k + i, xs[padded(i)]);
+}
+
+// One block per row: the first largest value (the packed (value, index) order
+// of the decode kernels' argmax, so ties go to the lower index as on the CPU).
+__global__ void argmax_kernel(const float* logits, int n, int32_t* out) {
+  __shared__ unsigned long long best_warp[32];
+  const float* row = logits + static_cast<int64_t>(blockIdx.x) * n;
+  unsigned long long best = 0;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) best = max(best, pack_argmax(row[i], i));
+  for (int o = 16; o > 0; o >>= 1) best = max(best, __shfl_xor_sync(0xffffffffu, best, o));
+  if (threadIdx.x % kWarp == 0) best_warp[threadIdx.x / kWarp] = best;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < static_cast<int>(blockDim.x / kWarp); ++w) best = max(best, best_warp[w]);
+    out[blockIdx.x] = static_cast<int32_t>(~static_cast<uint32_t>(best & 0xffffffffu));
+  }
 }
 
 __global__ void gather_kernel(const float* x, const int32_t* idx, int k, float* out) {
@@ -165,6 +182,11 @@ void rows_for_gemm(DType wtype, RowOp op, const float* x, const float* x2, int64
 #undef X
     default: fail_message(cat("CUDA rows_for_gemm: type ", tensor::dtype_name(wtype), " is not supported"));
   }
+}
+
+void argmax_rows(const float* logits, int n_rows, int n, int32_t* out, cudaStream_t s) {
+  argmax_kernel<<<n_rows, 256, 0, s>>>(logits, n, out);
+  QUARREL_CUDA_CHECK(cudaGetLastError());
 }
 
 void gather_rows(const float* x, const int32_t* idx, int n, int k, float* out, cudaStream_t s) {

@@ -32,6 +32,8 @@ enum class RowOp { Norm, Plain, Swiglu };
 // lands at element t * k of out.
 void rows_for_gemm(tensor::DType wtype, RowOp op, const float* x, const float* x2, int64_t stride, const float* norm_w,
                    float eps, int T, int k, void* out, cudaStream_t s);
+// out[r] = the index of the first largest of the n logits of row r.
+void argmax_rows(const float* logits, int n_rows, int n, int32_t* out, cudaStream_t s);
 // Same rows gathered by index: rows idx[i] of x (for the output head).
 void gather_rows(const float* x, const int32_t* idx, int n, int k, float* out, cudaStream_t s);
 

@@ -31,6 +31,17 @@ int32_t Backend::decode_greedy(int32_t token, int32_t pos, int32_t seq) {
   return argmax(greedy_logits_.data(), static_cast<int32_t>(greedy_logits_.size()));
 }
 
+void Backend::forward_greedy(std::span<const BatchEntry> batch, float* logits, int32_t* tokens) {
+  forward(batch, logits);
+  const int32_t n_vocab = static_cast<int32_t>(config().n_vocab);
+  int32_t row = 0;
+  for (const BatchEntry& e : batch)
+    if (e.want_logits) {
+      tokens[row] = argmax(logits + static_cast<size_t>(row) * n_vocab, n_vocab);
+      ++row;
+    }
+}
+
 void validate_batch(std::span<const BatchEntry> batch, const model::Config& c, const BackendOptions& o) {
   if (batch.empty()) fail("empty batch");
   if (static_cast<int64_t>(batch.size()) > o.n_batch)

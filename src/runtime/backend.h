@@ -44,6 +44,10 @@ class Backend {
   // Decodes one token and returns the argmax of its logits. A backend that can
   // pick the token on the device overrides this and copies back only the id.
   virtual int32_t decode_greedy(int32_t token, int32_t pos, int32_t seq);
+  // forward(), then the argmax of every row that wants logits, into tokens[i]
+  // for the i-th such row. A backend that picks them on the device overrides
+  // this and may leave `logits` unwritten (the server's batched greedy steps).
+  virtual void forward_greedy(std::span<const BatchEntry> batch, float* logits, int32_t* tokens);
   // Bytes the backend reads per decoded token at context length n_past
   // (weights + KV cache), for bandwidth-floor reports.
   virtual int64_t bytes_per_token(int64_t n_past) const = 0;

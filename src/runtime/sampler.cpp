@@ -86,12 +86,10 @@ void Sampler::apply_penalties() {
 }
 
 int32_t Sampler::sample(const float* logits) {
-  const bool penalties = !history_.empty() && (params_.repeat_penalty != 1.0f || params_.frequency_penalty != 0.0f ||
-                                               params_.presence_penalty != 0.0f);
   // Greedy without penalties: the first largest logit, read in place (a
   // server step samples every active row; copying 49k candidates each was
   // most of a batched step's host time).
-  if (params_.temperature <= 0.0f && !penalties) return argmax(logits, n_vocab_);
+  if (plain_greedy()) return argmax(logits, n_vocab_);
   cand_.resize(n_vocab_);
   for (int32_t i = 0; i < n_vocab_; ++i) cand_[i] = {i, logits[i], 0.0f};
   apply_penalties();

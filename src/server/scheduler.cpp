@@ -35,6 +35,7 @@ Scheduler::Scheduler(runtime::Backend& backend, const model::Config& config, con
   for (int32_t i = 0; i < opts_.n_slots; ++i) slots_[i].seq = i;
   batch_.reserve(opts_.n_batch);
   logits_.resize(static_cast<size_t>(opts_.n_slots) * n_vocab_);
+  greedy_.resize(opts_.n_slots);
   logp_.resize(n_vocab_);
   order_.resize(n_vocab_);
   metrics_.set_active_slots(0, opts_.n_slots);
@@ -187,9 +188,18 @@ bool Scheduler::step() {
                                         : std::span<const int32_t>(s.task->prompt).subspan(s.n_prompt_done, s.chunk);
     kv_.apply({.kind = runtime::KvCache::Op::Kind::Append, .seq = s.seq, .tokens = toks});
   }
+  // When every row that wants logits is plain greedy without log-probabilities,
+  // the backend may pick the tokens itself (on the GPU: no logits copied back).
+  bool all_greedy = rows > 0;
+  for (const auto& s : slots_)
+    if (s.logits_row >= 0) all_greedy = all_greedy && s.sampler->plain_greedy() && !s.task->logprobs;
   const auto t_forward = Clock::now();
   try {
-    backend_.forward(batch_, logits_.data());
+    if (all_greedy) {
+      backend_.forward_greedy(batch_, logits_.data(), greedy_.data());
+    } else {
+      backend_.forward(batch_, logits_.data());
+    }
   } catch (...) {
     for (auto [seq, n] : undo_) kv_.apply({.kind = runtime::KvCache::Op::Kind::Truncate, .seq = seq, .n_keep = n});
     throw;
@@ -208,7 +218,7 @@ bool Scheduler::step() {
         s.decoding = true;
       }
     }
-    if (s.logits_row >= 0) sample(s);
+    if (s.logits_row >= 0) sample(s, all_greedy ? greedy_[s.logits_row] : -1);
   }
   metrics_.add_prompt_tokens(prompt_tokens, 0);
   return true;
@@ -230,10 +240,10 @@ TokenLogprob Scheduler::make_logprob(const float* logits, int32_t token, int32_t
   return lp;
 }
 
-void Scheduler::sample(Slot& s) {
+void Scheduler::sample(Slot& s, int32_t token) {
   Task& task = *s.task;
   const float* logits = logits_.data() + static_cast<size_t>(s.logits_row) * n_vocab_;
-  const int32_t token = s.sampler->sample(logits);
+  if (token < 0) token = s.sampler->sample(logits);
   s.sampler->accept(token);
   ++s.n_generated;
   metrics_.add_generated_tokens(1);

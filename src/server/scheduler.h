@@ -79,7 +79,8 @@ class Scheduler {
   void admit();
   void assign(Slot& slot, std::shared_ptr<Task> task, int32_t common);
   bool step();  // false when no slot had work
-  void sample(Slot& slot);
+  // token >= 0: the step's forward pass already picked it (greedy on the device).
+  void sample(Slot& slot, int32_t token);
   void emit(Slot& slot, const std::string& text, bool release_all);
   void send_unsent(Slot& slot);
   // flush: the output still held back (an incomplete character, a possible
@@ -99,6 +100,7 @@ class Scheduler {
   std::vector<Slot> slots_;
   std::vector<runtime::BatchEntry> batch_;         // reused every step
   std::vector<float> logits_;                      // [n_slots][n_vocab]
+  std::vector<int32_t> greedy_;                    // [n_slots]: tokens of an all-greedy step
   std::vector<float> logp_;                        // [n_vocab], for logprobs
   std::vector<int32_t> order_;                     // [n_vocab], for top logprobs
   std::vector<Slot*> prefill_;                     // slots evaluating their prompt, oldest task first

@@ -328,15 +328,23 @@ describe("quarrel serve with one slot and a queue of one", () => {
   });
 
   it("answers 503 with Retry-After when the queue is full", async () => {
-    // Sixteen requests at once for one slot and one queue place: however fast
-    // or loaded the machine, they arrive within a few milliseconds, long
-    // before the first of their 200-token generations ends.
-    const req = { prompt: PROMPT, max_tokens: 200, temperature: 0 };
+    // One long request holds the slot (waited for through /metrics, so the
+    // scheduler has taken it off the queue); then fifteen at once for the one
+    // queue place: one waits, the rest are refused, however fast the machine.
+    const first = ai.completions
+      .create({ prompt: PROMPT, max_tokens: 900, temperature: 0 })
+      .then((r) => ({ status: 200, r }), (e) => ({ status: e.status, e }));
+    const t0 = Date.now();
+    while (metricValue(await metrics(server), "quarrel_slots_active") !== 1) {
+      assert.ok(Date.now() - t0 < 10000, "the first request never took the slot");
+      await sleep(2);
+    }
+    const req = { prompt: PROMPT, max_tokens: 8, temperature: 0 };
     const raw = Array.from({ length: 8 }, () => rawPost(server, "/v1/completions", req));
-    const viaClient = Array.from({ length: 8 }, () =>
+    const viaClient = Array.from({ length: 7 }, () =>
       ai.completions.create(req).then((r) => ({ status: 200, r }), (e) => ({ status: e.status, e })),
     );
-    const results = await Promise.all([...raw, ...viaClient]);
+    const results = await Promise.all([first, ...raw, ...viaClient]);
     const busy = results.filter((x) => x.status === 503);
     const done = results.filter((x) => x.status === 200);
     assert.equal(busy.length + done.length, results.length, JSON.stringify(results.map((x) => x.status)));
