@@ -19,7 +19,7 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/device.txt"
 
 echo "== CUDA tests"
-"$build/quarrel_tests" --gtest_filter='Cuda*:*Reference*Cuda*' 2>&1 | tee "$out/tests.log" | grep -E 'OK|FAILED|Failure|relative L2|Which is|expected|SKIP' | head -80
+"$build/quarrel_tests" --gtest_filter='Cuda*:*Reference*cuda*' 2>&1 | tee "$out/tests.log" | grep -E 'OK|FAILED|Failure|relative L2|Which is|expected|SKIP' | head -80
 
 echo "== benchmarks"
 models=/tmp/quarrel-models
