@@ -36,3 +36,6 @@ for m in smol-f16 smol-q8_0 smol-q4_0 l1b-f16 l1b-q4_0; do
   [ -f $models/$m.gguf ] || continue
   $q bench -m $models/$m.gguf --backend cuda -p 512 -n 128 -r 5 -o md 2>&1 | tee -a "$out/bench.md" | grep -E '^\|' | tail -2
 done
+
+echo "== server: one client, then 32 concurrent greedy clients (issue 6's CUDA figure)"
+QUARREL=$q scripts/server-throughput.sh $models/smol-f16.gguf 32 256 -- --backend cuda 2>&1 | tee "$out/server.txt"
