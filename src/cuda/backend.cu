@@ -121,7 +121,8 @@ class CudaBackend final : public runtime::Backend {
   // matrix has one type it supports; otherwise five kernels per layer.
   bool fused_ = false;
   DType fused_type_ = DType::F32;
-  FusedStep fused_step_;
+  FusedStep fused_step_;                // the decode step's buffers and shape
+  std::vector<FusedLayer> host_layers_;  // every layer's matrices, for both paths
 
   // Prefill buffers, sized for n_batch tokens.
   int32_t *d_tokens_ = nullptr, *d_pos_ = nullptr, *d_seq_ = nullptr, *d_out_idx_ = nullptr;
@@ -283,41 +284,9 @@ int64_t CudaBackend::bytes_per_token(int64_t n_past) const {
 }
 
 void CudaBackend::setup_fused() {
-  // QUARREL_CUDA_STAGED=1 keeps the five-kernels-per-layer path (to compare
-  // the two; they compute bit-identical values).
-  const char* staged = std::getenv("QUARREL_CUDA_STAGED");
-  if (staged && std::string(staged) == "1") return;
-  const DType t = layers_.front().wo.type;
-  for (const DevLayer& L : layers_) {
-    if (!L.wqkv.data || L.wqkv.type != t) return;
-    for (const DevMatrix* mm : {&L.wo, &L.w_gate, &L.w_up, &L.w_down})
-      if (mm->type != t) return;
-  }
-  if (!fused_decode_supported(t) || c_.head_dim % 4 != 0 || c_.gqa_ratio() > kMaxFusedGroup) return;
-  std::vector<FusedLayer> fl;
-  for (size_t il = 0; il < layers_.size(); ++il) {
-    const DevLayer& L = layers_[il];
-    FusedLayer f;
-    f.wqkv = L.wqkv.data;
-    f.wo = L.wo.data;
-    f.w_gate = L.w_gate.data;
-    f.w_up = L.w_up.data;
-    f.w_down = L.w_down.data;
-    f.rb_qkv = L.wqkv.row_bytes;
-    f.rb_o = L.wo.row_bytes;
-    f.rb_ffn = L.w_gate.row_bytes;
-    f.rb_down = L.w_down.row_bytes;
-    f.attn_norm = L.attn_norm;
-    f.ffn_norm = L.ffn_norm;
-    f.bias_qkv = L.bias_qkv;
-    f.k_cache = k_cache_ + il * layer_cache_;
-    f.v_cache = v_cache_ + il * layer_cache_;
-    fl.push_back(f);
-  }
-  FusedLayer* d_layers = arena_.alloc<FusedLayer>(fl.size());
-  QUARREL_CUDA_CHECK(cudaMemcpy(d_layers, fl.data(), fl.size() * sizeof(FusedLayer), cudaMemcpyHostToDevice));
+  // The decode step's buffers and every layer's matrices, as both decode
+  // paths take them (layer_args in decode_fused.cuh).
   FusedStep& a = fused_step_;
-  a.layers = d_layers;
   a.n_layer = static_cast<int>(c_.n_layer);
   a.n_embd = static_cast<int>(c_.n_embd);
   a.n_head = static_cast<int>(c_.n_head);
@@ -336,8 +305,44 @@ void CudaBackend::setup_fused() {
   a.q = d_q_;
   a.attn = d_attn_;
   a.h = d_h_;
-  a.scores = arena_.alloc<float>(static_cast<size_t>(c_.n_head) * opts_.n_ctx);
+  for (size_t il = 0; il < layers_.size(); ++il) {
+    const DevLayer& L = layers_[il];
+    FusedLayer f;
+    f.wqkv = L.wqkv.data;
+    f.wo = L.wo.data;
+    f.w_gate = L.w_gate.data;
+    f.w_up = L.w_up.data;
+    f.w_down = L.w_down.data;
+    f.rb_qkv = L.wqkv.row_bytes;
+    f.rb_o = L.wo.row_bytes;
+    f.rb_ffn = L.w_gate.row_bytes;
+    f.rb_down = L.w_down.row_bytes;
+    f.attn_norm = L.attn_norm;
+    f.ffn_norm = L.ffn_norm;
+    f.bias_qkv = L.bias_qkv;
+    f.k_cache = k_cache_ + il * layer_cache_;
+    f.v_cache = v_cache_ + il * layer_cache_;
+    host_layers_.push_back(f);
+  }
+
+  // The persistent kernel, where the types and the shape allow it.
+  // QUARREL_CUDA_STAGED=1 keeps the five-kernels-per-layer path (to compare
+  // the two; they compute bit-identical values).
+  const char* staged = std::getenv("QUARREL_CUDA_STAGED");
+  if (staged && std::string(staged) == "1") return;
+  const DType t = layers_.front().wo.type;
+  for (const DevLayer& L : layers_) {
+    if (!L.wqkv.data || L.wqkv.type != t) return;
+    for (const DevMatrix* mm : {&L.wo, &L.w_gate, &L.w_up, &L.w_down})
+      if (mm->type != t) return;
+  }
+  if (!fused_decode_supported(t) || c_.head_dim % 4 != 0 || c_.gqa_ratio() > kMaxFusedGroup) return;
   if (fused_smem_bytes(a) > 200 * 1024) return;  // a long context: five kernels per layer
+  FusedLayer* d_layers = arena_.alloc<FusedLayer>(host_layers_.size());
+  QUARREL_CUDA_CHECK(cudaMemcpy(d_layers, host_layers_.data(), host_layers_.size() * sizeof(FusedLayer),
+                                cudaMemcpyHostToDevice));
+  a.layers = d_layers;
+  a.scores = arena_.alloc<float>(static_cast<size_t>(c_.n_head) * opts_.n_ctx);
   a.barrier = arena_.alloc<unsigned int>(1);
   fused_ = true;
   fused_type_ = t;
@@ -352,74 +357,25 @@ void CudaBackend::decode_step() {
   if (fused_) decode_layers(fused_type_, fused_step_, n_sm_, stream_);
   for (size_t il = 0; il < (fused_ ? 0 : layers_.size()); ++il) {
     const DevLayer& L = layers_[il];
-    uint8_t* kc = k_cache_ + il * layer_cache_;
-    uint8_t* vc = v_cache_ + il * layer_cache_;
-    MatvecArgs a;
-    a.k = E;
-    a.x = d_x_;
-    a.norm_w = L.attn_norm;
-    a.eps = c_.rms_eps;
-    a.out = d_q_;
-    a.bias = L.bias_qkv;
-    a.rope_cos = rope_cos_;
-    a.rope_sin = rope_sin_;
-    a.step = d_step_;
-    a.k_cache = kc;
-    a.v_cache = vc;
-    a.kv_f32 = kv_f32_;
-    a.n_ctx = opts_.n_ctx;
-    a.n_head = sh.n_head;
-    a.n_head_kv = sh.n_head_kv;
-    a.head_dim = sh.head_dim;
-    a.neox = c_.arch.rope_neox;
+    const FusedLayer& H = host_layers_[il];
+    const LayerArgs m = layer_args(fused_step_, H);
     if (L.wqkv.data) {
-      a.w = L.wqkv.data;
-      a.row_bytes = L.wqkv.row_bytes;
-      a.rows = L.wqkv.rows;
-      matvec(L.wqkv.type, MatvecInput::Norm, MatvecOutput::Qkv, a, n_sm_, stream_);
+      matvec(L.wqkv.type, MatvecInput::Norm, MatvecOutput::Qkv, m.qkv, n_sm_, stream_);
     } else {
-      int base = 0;
+      MatvecArgs a = m.qkv;
       for (const DevMatrix* mm : {&L.wq, &L.wk, &L.wv}) {
         a.w = mm->data;
         a.row_bytes = mm->row_bytes;
         a.rows = mm->rows;
-        a.row_base = base;
         matvec(mm->type, MatvecInput::Norm, MatvecOutput::Qkv, a, n_sm_, stream_);
-        base += mm->rows;
+        a.row_base += mm->rows;
       }
     }
-
-    attention(sh, 1, d_q_, kc, vc, kv_f32_, d_step_ + 1, d_step_ + 2, 3, d_attn_, /*programmatic=*/true, stream_);
-
-    MatvecArgs o;
-    o.w = L.wo.data;
-    o.row_bytes = L.wo.row_bytes;
-    o.rows = L.wo.rows;
-    o.k = L.wo.cols;
-    o.x = d_attn_;
-    o.out = d_x_;
-    matvec(L.wo.type, MatvecInput::Plain, MatvecOutput::Residual, o, n_sm_, stream_);
-
-    MatvecArgs g;
-    g.w = L.w_gate.data;
-    g.w2 = L.w_up.data;
-    g.row_bytes = L.w_gate.row_bytes;
-    g.rows = L.w_gate.rows;
-    g.k = E;
-    g.x = d_x_;
-    g.norm_w = L.ffn_norm;
-    g.eps = c_.rms_eps;
-    g.out = d_h_;
-    matvec(L.w_gate.type, MatvecInput::Norm, MatvecOutput::Swiglu, g, n_sm_, stream_);
-
-    MatvecArgs dn;
-    dn.w = L.w_down.data;
-    dn.row_bytes = L.w_down.row_bytes;
-    dn.rows = L.w_down.rows;
-    dn.k = L.w_down.cols;
-    dn.x = d_h_;
-    dn.out = d_x_;
-    matvec(L.w_down.type, MatvecInput::Plain, MatvecOutput::Residual, dn, n_sm_, stream_);
+    attention(sh, 1, d_q_, H.k_cache, H.v_cache, kv_f32_, d_step_ + 1, d_step_ + 2, 3, d_attn_,
+              /*programmatic=*/true, stream_);
+    matvec(L.wo.type, MatvecInput::Plain, MatvecOutput::Residual, m.o, n_sm_, stream_);
+    matvec(L.w_gate.type, MatvecInput::Norm, MatvecOutput::Swiglu, m.ffn, n_sm_, stream_);
+    matvec(L.w_down.type, MatvecInput::Plain, MatvecOutput::Residual, m.down, n_sm_, stream_);
   }
   MatvecArgs lm;
   lm.w = output_.data;

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 
+#include "cuda/matvec.cuh"
 #include "tensor/dtype.h"
 
 namespace quarrel::cuda {
@@ -47,6 +48,64 @@ struct FusedStep {
   float* scores = nullptr;        // n_head * n_ctx: attention scores
   unsigned int* barrier = nullptr;  // one counter, zero at launch
 };
+
+// The arguments of a layer's four matvec stages, shared by the persistent
+// kernel and the five-kernels-per-layer path. qkv uses L.wqkv (the staged
+// path swaps in wq, wk and wv one at a time when their types differ).
+struct LayerArgs {
+  MatvecArgs qkv, o, ffn, down;
+};
+
+__host__ __device__ inline LayerArgs layer_args(const FusedStep& a, const FusedLayer& L) {
+  LayerArgs r;
+  const int qd = a.n_head * a.head_dim, kvd = a.n_head_kv * a.head_dim;
+  MatvecArgs& q = r.qkv;
+  q.w = L.wqkv;
+  q.row_bytes = L.rb_qkv;
+  q.rows = qd + 2 * kvd;
+  q.k = a.n_embd;
+  q.x = a.x;
+  q.norm_w = L.attn_norm;
+  q.eps = a.eps;
+  q.out = a.q;
+  q.bias = L.bias_qkv;
+  q.rope_cos = a.rope_cos;
+  q.rope_sin = a.rope_sin;
+  q.step = a.step;
+  q.k_cache = L.k_cache;
+  q.v_cache = L.v_cache;
+  q.kv_f32 = a.kv_f32;
+  q.n_ctx = a.n_ctx;
+  q.n_head = a.n_head;
+  q.n_head_kv = a.n_head_kv;
+  q.head_dim = a.head_dim;
+  q.neox = a.neox;
+  MatvecArgs& o = r.o;
+  o.w = L.wo;
+  o.row_bytes = L.rb_o;
+  o.rows = a.n_embd;
+  o.k = qd;
+  o.x = a.attn;
+  o.out = a.x;
+  MatvecArgs& g = r.ffn;
+  g.w = L.w_gate;
+  g.w2 = L.w_up;
+  g.row_bytes = L.rb_ffn;
+  g.rows = a.n_ff;
+  g.k = a.n_embd;
+  g.x = a.x;
+  g.norm_w = L.ffn_norm;
+  g.eps = a.eps;
+  g.out = a.h;
+  MatvecArgs& d = r.down;
+  d.w = L.w_down;
+  d.row_bytes = L.rb_down;
+  d.rows = a.n_embd;
+  d.k = a.n_ff;
+  d.x = a.h;
+  d.out = a.x;
+  return r;
+}
 
 // The most query heads per KV head the kernel's attention handles.
 constexpr int kMaxFusedGroup = 8;

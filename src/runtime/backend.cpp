@@ -27,8 +27,9 @@ bool cuda_available() {
 int32_t Backend::decode_greedy(int32_t token, int32_t pos, int32_t seq) {
   const BatchEntry e{token, pos, seq, true};
   greedy_logits_.resize(config().n_vocab);
-  forward({&e, 1}, greedy_logits_.data());
-  return argmax(greedy_logits_.data(), static_cast<int32_t>(greedy_logits_.size()));
+  int32_t next = -1;
+  forward_greedy({&e, 1}, greedy_logits_.data(), &next);
+  return next;
 }
 
 void Backend::forward_greedy(std::span<const BatchEntry> batch, float* logits, int32_t* tokens) {

@@ -72,8 +72,7 @@ void Sampler::accept(int32_t token) {
 }
 
 void Sampler::apply_penalties() {
-  if (history_.empty()) return;
-  if (params_.repeat_penalty == 1.0f && params_.frequency_penalty == 0.0f && params_.presence_penalty == 0.0f) return;
+  if (history_.empty() || !penalises()) return;
   for (int32_t t : history_)
     if (t >= 0 && t < n_vocab_) ++counts_[t];
   for (int32_t t : history_) {

@@ -32,11 +32,12 @@ struct TokenProb {
 
 class Sampler {
  public:
-  // Greedy with no penalties: the token is the argmax of the logits alone.
-  bool plain_greedy() const {
-    return params_.temperature <= 0.0f && params_.repeat_penalty == 1.0f && params_.frequency_penalty == 0.0f &&
-           params_.presence_penalty == 0.0f;
+  // Whether any repeat, frequency or presence penalty is set.
+  bool penalises() const {
+    return params_.repeat_penalty != 1.0f || params_.frequency_penalty != 0.0f || params_.presence_penalty != 0.0f;
   }
+  // Greedy with no penalties: the token is the argmax of the logits alone.
+  bool plain_greedy() const { return params_.temperature <= 0.0f && !penalises(); }
   Sampler(const SamplerParams& params, int32_t n_vocab);
   // Chooses a token from n_vocab logits. Does not record it: call accept().
   int32_t sample(const float* logits);

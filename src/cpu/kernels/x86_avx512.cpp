@@ -168,6 +168,16 @@ struct F16W {
 
 inline __mmask16 tail_mask(int64_t left) { return left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1); }
 
+// Widens elements [k0, k0 + kl) of cc F16 activation rows (row c at a + c * as)
+// into buf, row c at buf + c * kc. The tail is a masked load stored whole, so
+// up to 15 zeros may follow a row: the next row overwrites them, and the
+// callers' buffers keep that much slack after the last.
+inline void widen_f16_rows(const uint8_t* a, int64_t as, int cc, int64_t k0, int64_t kl, float* buf, int64_t kc) {
+  for (int c = 0; c < cc; ++c)
+    for (int64_t k = 0; k < kl; k += 16)
+      _mm512_storeu_ps(buf + c * kc + k, F16W::load(a + c * as, k0 + k, tail_mask(kl - k)));
+}
+
 // R rows x C columns over elements [k0, k0 + kl); x holds the columns'
 // floats for that range (column c at x + c * xs).
 template <class WT, int R, int C>
@@ -245,9 +255,7 @@ void matmul_float(const uint8_t* w, int64_t ws, int64_t r0, int64_t r1, int64_t 
         const float* x;
         int64_t xs;
         if constexpr (kActF16) {
-          for (int c = 0; c < cc; ++c)
-            for (int64_t k = 0; k < kl; k += 16)
-              _mm512_storeu_ps(buf + c * kc + k, F16W::load(a + (c0 + c) * as, k0 + k, tail_mask(kl - k)));
+          widen_f16_rows(a + c0 * as, as, cc, k0, kl, buf, kc);
           x = buf;
           xs = kc;
         } else {
@@ -359,12 +367,7 @@ void matmul_panels(const uint8_t* w, int64_t gs, int64_t r0, int64_t r1, int64_t
         const float* x;
         int64_t xs;
         if constexpr (kActF16) {
-          for (int c = 0; c < cc; ++c) {
-            const uint8_t* src = a + (c0 + c) * as;
-            int64_t k = 0;
-            for (; k + 16 <= kl; k += 16) _mm512_storeu_ps(buf + c * kc + k, F16W::load(src, k0 + k));
-            if (k < kl) _mm512_storeu_ps(buf + c * kc + k, F16W::load(src, k0 + k, tail_mask(kl - k)));
-          }
+          widen_f16_rows(a + c0 * as, as, cc, k0, kl, buf, kc);
           x = buf;
           xs = kc;
         } else {
