@@ -178,6 +178,22 @@ inline void widen_f16_rows(const uint8_t* a, int64_t as, int cc, int64_t k0, int
       _mm512_storeu_ps(buf + c * kc + k, F16W::load(a + c * as, k0 + k, tail_mask(kl - k)));
 }
 
+// Elements [k0, k0 + kl) of cc activation rows as floats: F32 rows in place
+// (row stride xs), F16 rows widened into buf (row stride kc).
+struct FloatRows {
+  const float* x;
+  int64_t xs;
+};
+template <bool kActF16>
+inline FloatRows float_rows_of(const uint8_t* a, int64_t as, int cc, int64_t k0, int64_t kl, float* buf, int64_t kc) {
+  if constexpr (kActF16) {
+    widen_f16_rows(a, as, cc, k0, kl, buf, kc);
+    return {buf, kc};
+  } else {
+    return {reinterpret_cast<const float*>(a) + k0, as / static_cast<int64_t>(sizeof(float))};
+  }
+}
+
 // R rows x C columns over elements [k0, k0 + kl); x holds the columns'
 // floats for that range (column c at x + c * xs).
 template <class WT, int R, int C>
@@ -252,16 +268,7 @@ void matmul_float(const uint8_t* w, int64_t ws, int64_t r0, int64_t r1, int64_t 
       const int cc = static_cast<int>(std::min(cols_per_tile, n_cols - c0));
       for (int64_t k0 = 0; k0 < n; k0 += kc) {
         const int64_t kl = std::min(kc, n - k0);
-        const float* x;
-        int64_t xs;
-        if constexpr (kActF16) {
-          widen_f16_rows(a + c0 * as, as, cc, k0, kl, buf, kc);
-          x = buf;
-          xs = kc;
-        } else {
-          x = reinterpret_cast<const float*>(a + c0 * as) + k0;
-          xs = as / static_cast<int64_t>(sizeof(float));
-        }
+        const auto [x, xs] = float_rows_of<kActF16>(a + c0 * as, as, cc, k0, kl, buf, kc);
         float_cols<WT>(cc, w, ws, rb, re, k0, kl, x, xs, out + c0 * os, os, k0 > 0);
       }
     }
@@ -364,16 +371,7 @@ void matmul_panels(const uint8_t* w, int64_t gs, int64_t r0, int64_t r1, int64_t
       const int cc = left >= 12 ? 12 : left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
       for (int64_t k0 = 0; k0 < n; k0 += kc) {
         const int64_t kl = std::min(kc, n - k0);
-        const float* x;
-        int64_t xs;
-        if constexpr (kActF16) {
-          widen_f16_rows(a + c0 * as, as, cc, k0, kl, buf, kc);
-          x = buf;
-          xs = kc;
-        } else {
-          x = reinterpret_cast<const float*>(a + c0 * as) + k0;
-          xs = as / static_cast<int64_t>(sizeof(float));
-        }
+        const auto [x, xs] = float_rows_of<kActF16>(a + c0 * as, as, cc, k0, kl, buf, kc);
         panel_cols<P>(cc, w, gs, pp, pe, k0, kl, x, xs, out + c0 * os, os, k0 > 0);
       }
       c0 += cc;
