@@ -12,6 +12,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cpu/backend.h"
+#include "cpu/kernels/kernels.h"
+#include "cpu/kernels/packed.h"
 #include "model/model.h"
 #include "runtime/backend.h"
 #include "runtime/sampler.h"
@@ -39,48 +42,60 @@ double rel_l2(const float* got, const float* want, int64_t n) {
   return std::sqrt(num / den);
 }
 
+#if defined(QUARREL_HAVE_CUDA)
+// Rows of type t with random contents: float rows quantized from random
+// values; for block types random bytes, which are valid blocks once the F16
+// scales are finite and small.
+std::vector<uint8_t> random_rows(DType t, int rows, int k, std::mt19937& rng) {
+  std::uniform_real_distribution<float> uni(-2.0f, 2.0f);
+  const int64_t rb = tensor::row_bytes(t, k);
+  std::vector<uint8_t> raw(rb * rows);
+  for (auto& b : raw) b = static_cast<uint8_t>(rng());
+  if (t == DType::F32 || t == DType::F16 || t == DType::BF16) {
+    std::vector<float> f(k);
+    for (int r = 0; r < rows; ++r) {
+      for (auto& v : f) v = uni(rng);
+      tensor::quantize_row(t, f.data(), raw.data() + r * rb, k);
+    }
+    return raw;
+  }
+  const auto& info = tensor::dtype_info(t);
+  const int nb = static_cast<int>(raw.size() / info.type_size);
+  for (int b = 0; b < nb; ++b) {
+    uint8_t* blk = raw.data() + b * info.type_size;
+    auto set_half = [&](int off) {
+      const uint16_t h = 0x2000 | (rng() & 0x3ff);  // about 0.008..0.016
+      blk[off] = h & 0xff;
+      blk[off + 1] = h >> 8;
+    };
+    switch (t) {
+      case DType::Q4_0: case DType::Q5_0: case DType::Q8_0: set_half(0); break;
+      case DType::Q4_1: case DType::Q5_1: set_half(0); set_half(2); break;
+      case DType::Q2_K: set_half(80); set_half(82); break;
+      case DType::Q3_K: set_half(108); break;
+      case DType::Q4_K: case DType::Q5_K: set_half(0); set_half(2); break;
+      case DType::Q6_K: set_half(208); break;
+      default: break;
+    }
+  }
+  return raw;
+}
+
+constexpr DType kQuantTypes[] = {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1,
+                                 DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+#endif
+
 TEST(Cuda, DequantizeMatchesCpuReference) {
   REQUIRE_GPU();
 #if defined(QUARREL_HAVE_CUDA)
   std::random_device rd;
   const unsigned seed = rd();
   std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> uni(-2.0f, 2.0f);
   const int rows = 3, k = 512;
   for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0,
                   DType::Q5_1, DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
     const int64_t rb = tensor::row_bytes(t, k);
-    std::vector<uint8_t> raw(rb * rows);
-    // Random bytes are valid blocks for every type once the scales are finite
-    // and small, so overwrite each block's F16 scales with a small random value.
-    for (auto& b : raw) b = static_cast<uint8_t>(rng());
-    if (t == DType::F32 || t == DType::F16 || t == DType::BF16) {
-      std::vector<float> f(k);
-      for (int r = 0; r < rows; ++r) {
-        for (auto& v : f) v = uni(rng);
-        tensor::quantize_row(t, f.data(), raw.data() + r * rb, k);
-      }
-    } else {
-      const auto& info = tensor::dtype_info(t);
-      const int nb = static_cast<int>(raw.size() / info.type_size);
-      for (int b = 0; b < nb; ++b) {
-        uint8_t* blk = raw.data() + b * info.type_size;
-        auto set_half = [&](int off) {
-          const uint16_t h = 0x2000 | (rng() & 0x3ff);  // about 0.008..0.016
-          blk[off] = h & 0xff;
-          blk[off + 1] = h >> 8;
-        };
-        switch (t) {
-          case DType::Q4_0: case DType::Q5_0: case DType::Q8_0: set_half(0); break;
-          case DType::Q4_1: case DType::Q5_1: set_half(0); set_half(2); break;
-          case DType::Q2_K: set_half(80); set_half(82); break;
-          case DType::Q3_K: set_half(108); break;
-          case DType::Q4_K: case DType::Q5_K: set_half(0); set_half(2); break;
-          case DType::Q6_K: set_half(208); break;
-          default: break;
-        }
-      }
-    }
+    const std::vector<uint8_t> raw = random_rows(t, rows, k, rng);
     std::vector<float> want(k * rows), got(k * rows, NAN);
     for (int r = 0; r < rows; ++r) tensor::dequantize_row(t, raw.data() + r * rb, want.data() + r * k, k);
     cuda::dequantize_on_device(t, raw.data(), rb, rows, k, got.data());
@@ -89,6 +104,76 @@ TEST(Cuda, DequantizeMatchesCpuReference) {
           << tensor::dtype_name(t) << " element " << i << " (seed " << seed << ")";
   }
 #endif
+}
+
+// The device's quantized dot products against the CPU's, on fresh random
+// rows and activations. They must agree to the bit with the CPU kernel that
+// uses the same order (the scalar reference for the K-quants; the AVX2
+// kernels for the 32-element types, where this CPU has them), and be close
+// to the scalar reference always.
+TEST(Cuda, QuantizedDotsMatchCpuKernels) {
+  REQUIRE_GPU();
+#if defined(QUARREL_HAVE_CUDA)
+  std::random_device rd;
+  const unsigned seed = rd();
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const cpu::Kernels* avx2 = nullptr;
+  for (const cpu::Kernels* kt : cpu::kernels_available())
+    if (std::string(kt->isa) == "avx2") avx2 = kt;
+  const int rows = cpu::kPackRows, k = 1024;
+  for (DType t : kQuantTypes) {
+    SCOPED_TRACE(std::string(tensor::dtype_name(t)) + " (seed " + std::to_string(seed) + ")");
+    const int64_t rb = tensor::row_bytes(t, k);
+    const std::vector<uint8_t> raw = random_rows(t, rows, k, rng);
+    std::vector<float> x(k);
+    for (auto& v : x) v = normal(rng) * 3.0f;
+    std::vector<float> got(rows, NAN);
+    cuda::dot_rows_on_device(t, raw.data(), rb, rows, k, x.data(), got.data());
+
+    const DType vt = tensor::vec_dot_type(t);
+    std::vector<uint8_t> qa(tensor::row_bytes(vt, k));
+    tensor::quantize_row(vt, x.data(), qa.data(), k);
+    std::vector<float> wf(k), af(k);
+    tensor::dequantize_row(vt, qa.data(), af.data(), k);
+    // Q4_0 follows the AVX2 kernel for packed rows (cpu/kernels/packed.h).
+    std::vector<float> packed_out(rows, NAN);
+    if (avx2 && t == DType::Q4_0 && avx2->matmul_packed[cpu::dtype_index(t)]) {
+      std::vector<uint8_t> packed(cpu::packed_group_bytes(t, k));
+      cpu::pack_rows(t, raw.data(), rb, rows, k, packed.data());
+      avx2->matmul_packed[cpu::dtype_index(t)](packed.data(), static_cast<int64_t>(packed.size()), 0, rows, k,
+                                               qa.data(), 0, 1, packed_out.data(), rows);
+    }
+    for (int r = 0; r < rows; ++r) {
+      const uint8_t* row = raw.data() + r * rb;
+      const float ref = tensor::vec_dot(t, row, qa.data(), k);
+      tensor::dequantize_row(t, row, wf.data(), k);
+      double mag = 0;
+      for (int i = 0; i < k; ++i) mag += std::fabs(static_cast<double>(wf[i]) * af[i]);
+      EXPECT_NEAR(got[r], ref, 1e-5 * mag) << "row " << r;
+      const bool kquant = t == DType::Q2_K || t == DType::Q3_K || t == DType::Q4_K || t == DType::Q5_K ||
+                          t == DType::Q6_K;
+      if (kquant) {
+        EXPECT_EQ(got[r], ref) << "row " << r << ": the K-quant order is the scalar reference's";
+      } else if (t == DType::Q4_0) {
+        if (!std::isnan(packed_out[r])) {
+          EXPECT_EQ(got[r], packed_out[r]) << "row " << r << " (AVX2 packed kernel)";
+        }
+      } else if (avx2) {
+        EXPECT_EQ(got[r], avx2->vec_dot[cpu::dtype_index(t)](row, qa.data(), k)) << "row " << r << " (AVX2 kernel)";
+      }
+    }
+  }
+#endif
+}
+
+// The CPU backend the GPU is held against: the AVX2 kernels where this CPU
+// has them, because the device's quantized dot products follow their order;
+// otherwise the best table.
+std::unique_ptr<runtime::Backend> cpu_backend(const model::Model& m, const runtime::BackendOptions& bo) {
+  for (const cpu::Kernels* kt : cpu::kernels_available())
+    if (std::string(kt->isa) == "avx2") return cpu::make_backend(m, bo, *kt);
+  return runtime::make_backend(runtime::BackendKind::Cpu, m, bo);
 }
 
 struct ModelCase {
@@ -121,7 +206,7 @@ TEST(Cuda, LogitsMatchCpuBackend) {
     runtime::BackendOptions bo;
     bo.n_threads = 2;
     bo.n_ctx = 128;
-    auto cpu = runtime::make_backend(runtime::BackendKind::Cpu, *m, bo);
+    auto cpu = cpu_backend(*m, bo);
     auto gpu = runtime::make_backend(runtime::BackendKind::Cuda, *m, bo);
     runtime::Session sc(*cpu, m->config), sg(*gpu, m->config);
     const int64_t V = m->config.n_vocab;
@@ -153,7 +238,7 @@ TEST(Cuda, DecodeStepsMatchCpu) {
     runtime::BackendOptions bo;
     bo.n_threads = 2;
     bo.n_ctx = 64;
-    auto cpu = runtime::make_backend(runtime::BackendKind::Cpu, *m, bo);
+    auto cpu = cpu_backend(*m, bo);
     auto gpu = runtime::make_backend(runtime::BackendKind::Cuda, *m, bo);
     runtime::Session sc(*cpu, m->config), sg(*gpu, m->config);
     const int64_t V = m->config.n_vocab;
@@ -230,7 +315,7 @@ TEST(Cuda, GreedyGenerationMatchesCpu) {
   runtime::BackendOptions bo;
   bo.n_threads = 2;
   bo.n_ctx = 256;
-  auto cpu = runtime::make_backend(runtime::BackendKind::Cpu, *m, bo);
+  auto cpu = cpu_backend(*m, bo);
   auto gpu = runtime::make_backend(runtime::BackendKind::Cuda, *m, bo);
   std::ifstream in(test::repo_path("tests/data/ref/kjv-7m-q8_0.moses.json"));
   const std::vector<int32_t> prompt = nlohmann::json::parse(in)["prompt_tokens"].get<std::vector<int32_t>>();

@@ -20,31 +20,6 @@ __device__ __forceinline__ float4 load4_kv(const __half* p) {
   return make_float4(a.x, a.y, b.x, b.y);
 }
 
-// The CPU backend's softmax exponential, operation for operation: its SIMD
-// kernels (x86_avx2_common.h, exp_ps) take positions in blocks of eight
-// through a polynomial, and the last n_pos % 8 through the C library's
-// correctly rounded expf, which a double-precision exp rounded to float
-// matches. The same input then gives the same bits on both backends.
-__device__ __forceinline__ float cpu_exp(float x, bool poly) {
-  if (!poly) return static_cast<float>(exp(static_cast<double>(x)));
-  const float hi = 88.7228391f, lo = -87.3365479f;
-  if (x > hi) return INFINITY;
-  if (x < lo) return 0.0f;
-  const float k = rintf(__fmul_rn(x, 1.44269504089f));
-  float r = fmaf(-k, 0.693359375f, x);
-  r = fmaf(-k, -2.12194440e-4f, r);
-  float p = 1.9875691500e-4f;
-  p = fmaf(p, r, 1.3981999507e-3f);
-  p = fmaf(p, r, 8.3334519073e-3f);
-  p = fmaf(p, r, 4.1665795894e-2f);
-  p = fmaf(p, r, 1.6666665459e-1f);
-  p = fmaf(p, r, 5.0000001201e-1f);
-  p = fmaf(p, __fmul_rn(r, r), r);
-  p = __fadd_rn(p, 1.0f);
-  const int ki = static_cast<int>(k), k1 = ki >> 1, k2 = ki - k1;
-  return __fmul_rn(__fmul_rn(p, __int_as_float((k1 + 127) << 23)), __int_as_float((k2 + 127) << 23));
-}
-
 // Shared memory one call needs: scores for every position, the query, and a
 // staging buffer that holds a chunk of K or V rows.
 struct AttendSmem {

@@ -19,6 +19,7 @@
 #include "cuda/decode_fused.cuh"
 #include "cuda/matvec.cuh"
 #include "cuda/prefill.cuh"
+#include "cuda/qdot.cuh"
 #include "runtime/sampler.h"
 
 namespace quarrel::cuda {
@@ -131,7 +132,6 @@ class CudaBackend final : public runtime::Backend {
   float *p_x_ = nullptr, *p_q_ = nullptr, *p_k_ = nullptr, *p_v_ = nullptr, *p_attn_ = nullptr;
   float *p_gate_ = nullptr, *p_up_ = nullptr, *p_logits_ = nullptr, *p_rows_ = nullptr;
   void* p_act_ = nullptr;    // rounded activations in the GEMM's element type
-  float* p_w32_ = nullptr;   // a quantized matrix decoded to F32 for one GEMM
   void* cublas_ws_ = nullptr;
 };
 
@@ -165,7 +165,6 @@ CudaBackend::CudaBackend(const model::Model& m, runtime::BackendOptions opts) : 
     rope_cos_ = upload_floats(cs.data(), cs.size());
     rope_sin_ = upload_floats(sn.data(), sn.size());
   }
-  int64_t max_convert = static_cast<int64_t>(output_.rows) * output_.cols;
   for (const auto& L : w.layers) {
     DevLayer d;
     if (L.wq.type == L.wk.type && L.wq.type == L.wv.type) {
@@ -201,8 +200,6 @@ CudaBackend::CudaBackend(const model::Model& m, runtime::BackendOptions opts) : 
         b.insert(b.end(), reinterpret_cast<const float*>(v->data), reinterpret_cast<const float*>(v->data) + v->cols);
       d.bias_qkv = upload_floats(b.data(), b.size());
     }
-    for (const DevMatrix* mm : {&d.wq, &d.wk, &d.wv, &d.wo, &d.w_gate, &d.w_up, &d.w_down})
-      max_convert = std::max<int64_t>(max_convert, static_cast<int64_t>(mm->rows) * mm->cols);
     layers_.push_back(d);
   }
 
@@ -243,11 +240,6 @@ CudaBackend::CudaBackend(const model::Model& m, runtime::BackendOptions opts) : 
   p_rows_ = arena_.alloc<float>(B * E);
   p_logits_ = arena_.alloc<float>(B * V);
   p_act_ = arena_.alloc<float>(B * wide);
-  auto quantized = [](DType t) { return t != DType::F16 && t != DType::BF16 && t != DType::F32; };
-  bool any_quantized = quantized(output_.type);
-  for (const auto& L : layers_)
-    for (const DevMatrix* mm : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_down}) any_quantized |= quantized(mm->type);
-  p_w32_ = arena_.alloc<float>(any_quantized ? max_convert : 1);
   QUARREL_CUDA_CHECK(cudaDeviceSynchronize());
 }
 
@@ -436,13 +428,8 @@ void CudaBackend::forward(std::span<const BatchEntry> batch, float* logits) {
 }
 
 void CudaBackend::gemm(const DevMatrix& w, const void* x, int T, float* out, int64_t ld_out, float beta) {
-  const GemmType g = gemm_type_for(w.type);
-  const void* wd = w.data;
-  if (g == GemmType::F32 && w.type != DType::F32) {
-    weights_to_f32(w.type, w.data, w.row_bytes, w.rows, w.cols, p_w32_, stream_);
-    wd = p_w32_;
-  }
-  cuda::gemm(cublas_, g, wd, w.rows, w.cols, x, T, out, ld_out, beta);
+  if (is_quantized(w.type)) return qgemm(w.type, w.data, w.row_bytes, w.rows, w.cols, x, T, out, ld_out, beta, stream_);
+  cuda::gemm(cublas_, gemm_type_for(w.type), w.data, w.rows, w.cols, x, T, out, ld_out, beta);
 }
 
 void CudaBackend::forward_greedy(std::span<const BatchEntry> batch, float* logits, int32_t* tokens) {
@@ -527,10 +514,10 @@ void CudaBackend::prefill_kernels(int T, int n_out) {
     // different types each get their own copy of the normalised input.
     rows_for_gemm(L.wq.type, RowOp::Norm, p_x_, nullptr, E, L.attn_norm, c_.rms_eps, T, E, p_act_, stream_);
     gemm(L.wq, p_act_, T, p_q_, QD, 0.0f);
-    if (L.wk.type != L.wq.type)
+    if (tensor::vec_dot_type(L.wk.type) != tensor::vec_dot_type(L.wq.type))
       rows_for_gemm(L.wk.type, RowOp::Norm, p_x_, nullptr, E, L.attn_norm, c_.rms_eps, T, E, p_act_, stream_);
     gemm(L.wk, p_act_, T, p_k_, KVD, 0.0f);
-    if (L.wv.type != L.wk.type)
+    if (tensor::vec_dot_type(L.wv.type) != tensor::vec_dot_type(L.wk.type))
       rows_for_gemm(L.wv.type, RowOp::Norm, p_x_, nullptr, E, L.attn_norm, c_.rms_eps, T, E, p_act_, stream_);
     gemm(L.wv, p_act_, T, p_v_, KVD, 0.0f);
     RopeArgs r = ra;
@@ -573,6 +560,24 @@ void dequantize_on_device(DType t, const uint8_t* src, int64_t row_bytes, int ro
   QUARREL_CUDA_CHECK(cudaMemcpy(dst, d_dst, sizeof(float) * k * rows, cudaMemcpyDeviceToHost));
   cudaFree(d_src);
   cudaFree(d_dst);
+}
+
+void dot_rows_on_device(DType t, const uint8_t* rows, int64_t row_bytes, int n_rows, int k, const float* x,
+                        float* out) {
+  uint8_t *d_rows = nullptr, *d_acts = nullptr;
+  float *d_x = nullptr, *d_out = nullptr;
+  QUARREL_CUDA_CHECK(cudaMalloc(&d_rows, row_bytes * n_rows));
+  QUARREL_CUDA_CHECK(cudaMalloc(&d_acts, qacts_bytes(k)));
+  QUARREL_CUDA_CHECK(cudaMalloc(&d_x, sizeof(float) * k));
+  QUARREL_CUDA_CHECK(cudaMalloc(&d_out, sizeof(float) * n_rows));
+  QUARREL_CUDA_CHECK(cudaMemcpy(d_rows, rows, row_bytes * n_rows, cudaMemcpyHostToDevice));
+  QUARREL_CUDA_CHECK(cudaMemcpy(d_x, x, sizeof(float) * k, cudaMemcpyHostToDevice));
+  rows_for_gemm(t, RowOp::Plain, d_x, nullptr, k, nullptr, 0.0f, 1, k, d_acts, nullptr);
+  qgemm(t, d_rows, row_bytes, n_rows, k, d_acts, 1, d_out, n_rows, 0.0f, nullptr);
+  QUARREL_CUDA_CHECK(cudaMemcpy(out, d_out, sizeof(float) * n_rows, cudaMemcpyDeviceToHost));
+  for (void* p : {static_cast<void*>(d_rows), static_cast<void*>(d_acts), static_cast<void*>(d_x),
+                  static_cast<void*>(d_out)})
+    cudaFree(p);
 }
 
 std::unique_ptr<runtime::Backend> make_backend(const model::Model& m, runtime::BackendOptions opts) {

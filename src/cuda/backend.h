@@ -14,4 +14,10 @@ std::unique_ptr<runtime::Backend> make_backend(const model::Model& m, runtime::B
 // every device decoder against the CPU reference.
 void dequantize_on_device(tensor::DType t, const uint8_t* src, int64_t row_bytes, int rows, int k, float* dst);
 
+// Dot products of rows of quantized type t with the float vector x (k
+// elements), computed on the device the way prefill computes them: x is
+// quantized for t, then integer dot products in the CPU kernels' order.
+void dot_rows_on_device(tensor::DType t, const uint8_t* rows, int64_t row_bytes, int n_rows, int k, const float* x,
+                        float* out);
+
 }  // namespace quarrel::cuda

@@ -57,6 +57,25 @@ __device__ __forceinline__ float block_sum(float v, float* scratch32) {
   return warp_sum(v);
 }
 
+// Sum over the whole block of double values (scratch: 32 doubles).
+__device__ __forceinline__ double block_sum_double(double v, double* scratch32) {
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  __syncthreads();
+  if (lane == 0) scratch32[warp] = v;
+  __syncthreads();
+  double total = 0;
+  for (int w = 0; w < static_cast<int>(blockDim.x / kWarp); ++w) total += scratch32[w];
+  return total;
+}
+
+// The CPU's RMSNorm scale: squares rounded to float, summed in double (as
+// ggml sums them), then 1 / sqrt in float.
+__device__ __forceinline__ float rms_scale(double sum_squares, int n, float eps) {
+  return 1.0f / sqrtf(static_cast<float>(sum_squares / n) + eps);
+}
+
 // Lets a kernel use up to 200 KB of dynamic shared memory. The attribute is
 // set once per kernel, not on every launch of the prefill path.
 template <typename... KArgs>
@@ -86,6 +105,36 @@ void launch_programmatic(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t
   cfg.attrs = attr;
   cfg.numAttrs = 1;
   QUARREL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
+}
+
+// The CPU backend's exponential (softmax, SwiGLU), operation for operation:
+// its SIMD kernels (x86_avx2_common.h, exp_ps) take elements in blocks of
+// eight through a polynomial (poly), and the last n % 8 through the C
+// library's correctly rounded expf, which a double-precision exp rounded to
+// float matches. The same input then gives the same bits on both backends.
+__device__ __forceinline__ float cpu_exp(float x, bool poly) {
+  if (!poly) return static_cast<float>(exp(static_cast<double>(x)));
+  const float hi = 88.7228391f, lo = -87.3365479f;
+  if (x > hi) return INFINITY;
+  if (x < lo) return 0.0f;
+  const float k = rintf(__fmul_rn(x, 1.44269504089f));
+  float r = fmaf(-k, 0.693359375f, x);
+  r = fmaf(-k, -2.12194440e-4f, r);
+  float p = 1.9875691500e-4f;
+  p = fmaf(p, r, 1.3981999507e-3f);
+  p = fmaf(p, r, 8.3334519073e-3f);
+  p = fmaf(p, r, 4.1665795894e-2f);
+  p = fmaf(p, r, 1.6666665459e-1f);
+  p = fmaf(p, r, 5.0000001201e-1f);
+  p = fmaf(p, __fmul_rn(r, r), r);
+  p = __fadd_rn(p, 1.0f);
+  const int ki = static_cast<int>(k), k1 = ki >> 1, k2 = ki - k1;
+  return __fmul_rn(__fmul_rn(p, __int_as_float((k1 + 127) << 23)), __int_as_float((k2 + 127) << 23));
+}
+
+// The CPU's SwiGLU of element i of n: gate / (1 + exp(-gate)) * up.
+__device__ __forceinline__ float swiglu_cpu(float g, float u, int i, int n) {
+  return g / (1.0f + cpu_exp(-g, i < (n & ~7))) * u;
 }
 
 // Activations live in shared memory as 33 floats per 32 elements: a lane that

@@ -52,7 +52,7 @@ template <DType WT, DType VT, typename KV>
 __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
   extern __shared__ float4 smem4[];  // matvec input, or attention scores + K/V chunk
   float* smem = reinterpret_cast<float*>(smem4);
-  __shared__ float red[32];
+  __shared__ double red[32];
   using O = MatvecOutput;
   using I = MatvecInput;
   const int warp = blockIdx.x * kWarps + threadIdx.x / kWarp;

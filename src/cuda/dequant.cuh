@@ -1,7 +1,8 @@
 #pragma once
 // Device-side decoding of every weight type, 32 elements at a time, and the
-// activation rounding the CPU backend applies before each dot product (so the
-// two backends compute the same function; see tensor/quants.h).
+// activation rounding the CPU backend applies before float weights' dot
+// products (so the two backends compute the same function; see
+// tensor/quants.h).
 #include "cuda/common.cuh"
 #include "tensor/dtype.h"
 
@@ -178,83 +179,18 @@ __device__ __forceinline__ void dequant32(const uint8_t* row, int c, float* out)
   }
 }
 
-// Rounds one block of activations (32 elements; 256 for Q8_K) the way the CPU
-// backend does before a dot product with weights of vec-dot type VT, and
-// writes the values it stands for. Called by one warp; lane i holds x[i*n/32..].
-// in/out are indices into padded shared memory.
-template <DType VT>
-__device__ __forceinline__ void round_activation_block(float* xs, int base, int lane) {
-  if constexpr (VT == DType::F32) {
-    return;
-  } else if constexpr (VT == DType::F16) {
-    const int i = padded(base + lane);
-    xs[i] = __half2float(__float2half_rn(xs[i]));
-  } else if constexpr (VT == DType::BF16) {
-    const int i = padded(base + lane);
-    xs[i] = __bfloat162float(__float2bfloat16_rn(xs[i]));
-  } else if constexpr (VT == DType::Q8_0 || VT == DType::Q8_1) {
-    const int i = padded(base + lane);
-    const float v = xs[i];
-    const float amax = warp_max(fabsf(v));
-    const float d = __fdiv_rn(amax, 127.0f);
-    const float id = amax != 0.0f ? __fdiv_rn(127.0f, amax) : 0.0f;
-    const float dh = __half2float(__float2half_rn(d));
-    xs[i] = dh * static_cast<float>(__float2int_rn(v * id));
-  } else if constexpr (VT == DType::Q8_K) {
-    // 256 elements, 8 per lane; the scale comes from the element of largest
-    // magnitude, with its sign (first such element on ties).
-    float best = 0.0f, best_abs = -1.0f;
-    int best_idx = 0;
-#pragma unroll
-    for (int k = 0; k < 8; ++k) {
-      const int idx = base + k * 32 + lane;
-      const float v = xs[padded(idx)];
-      if (fabsf(v) > best_abs) {
-        best_abs = fabsf(v);
-        best = v;
-        best_idx = idx;
-      }
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      float ob = __shfl_xor_sync(0xffffffffu, best, o);
-      float oa = __shfl_xor_sync(0xffffffffu, best_abs, o);
-      int oi = __shfl_xor_sync(0xffffffffu, best_idx, o);
-      if (oa > best_abs || (oa == best_abs && oi < best_idx)) {
-        best = ob;
-        best_abs = oa;
-        best_idx = oi;
-      }
-    }
-    if (best_abs == 0.0f) {
-#pragma unroll
-      for (int k = 0; k < 8; ++k) xs[padded(base + k * 32 + lane)] = 0.0f;
-      return;
-    }
-    const float iscale = __fdiv_rn(-127.0f, best);
-    const float d = __fdiv_rn(1.0f, iscale);
-#pragma unroll
-    for (int k = 0; k < 8; ++k) {
-      const int i = padded(base + k * 32 + lane);
-      const int q = min(127, __float2int_rn(iscale * xs[i]));
-      xs[i] = d * static_cast<float>(q);
-    }
-  }
-}
-
-template <DType VT>
-constexpr int activation_block() {
-  return VT == DType::Q8_K ? 256 : 32;
-}
-
-// Rounds a whole activation row of n elements held in padded shared memory.
-// Every thread of the block must call it.
+// Rounds a whole activation row of n elements held in padded shared memory
+// the way the CPU backend rounds activations for float weights of vec-dot
+// type VT (F32: not at all). Quantized weights take integer rows instead
+// (qdot.cuh). Every thread of the block must call it.
 template <DType VT>
 __device__ void round_activations(float* xs, int n) {
+  static_assert(VT == DType::F32 || VT == DType::F16 || VT == DType::BF16);
   if constexpr (VT != DType::F32) {
-    const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp, n_warps = blockDim.x / kWarp;
-    constexpr int B = activation_block<VT>();
-    for (int base = warp * B; base < n; base += n_warps * B) round_activation_block<VT>(xs, base, lane);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+      const int p = padded(i);
+      xs[p] = VT == DType::F16 ? __half2float(__float2half_rn(xs[p])) : __bfloat162float(__float2bfloat16_rn(xs[p]));
+    }
     __syncthreads();
   }
 }

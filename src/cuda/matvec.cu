@@ -14,7 +14,7 @@ constexpr int kWarps = kMatvecWarps;
 template <DType WT, DType VT, MatvecInput IN, MatvecOutput OUT>
 __global__ void __launch_bounds__(kThreads) matvec_kernel(MatvecArgs a) {
   extern __shared__ float xs[];
-  __shared__ float red[32];
+  __shared__ double red[32];
   const int warp = blockIdx.x * kWarps + threadIdx.x / kWarp;
   const int n_warps = gridDim.x * kWarps;
   // Weights do not depend on the previous kernel: pull this block's rows into

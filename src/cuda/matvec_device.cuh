@@ -11,6 +11,7 @@
 #include "cuda/common.cuh"
 #include "cuda/dequant.cuh"
 #include "cuda/matvec.cuh"
+#include "cuda/qdot.cuh"
 
 namespace quarrel::cuda {
 
@@ -21,17 +22,21 @@ constexpr int kMatvecWarps = kMatvecThreads / kWarp;
 // (for Norm) the norm weights staged beside it.
 __host__ __device__ constexpr int matvec_smem_floats(int k) { return padded_size(k) + k; }
 
+// Where load_input leaves a quantized input row: after the padded floats.
+__device__ __forceinline__ QActs input_qacts(const float* xs, int k) { return qacts_at(xs + padded_size(k), k); }
+
 // Fills xs (padded shared memory, k floats; matvec_smem_floats(k) in all)
 // with the input, rounded as the CPU backend rounds activations for weights
 // of vec-dot type VT. The input and the norm weights are loaded in the same
-// pass, so the whole input costs one memory round trip. Every thread of the
-// block calls it.
+// pass, so the whole input costs one memory round trip. For quantized
+// weights the rounded row is kept as integers (qdot.cuh) where the norm
+// weights were, at input_qacts(). Every thread of the block calls it.
 template <MatvecInput IN, DType VT>
-__device__ void load_input(const MatvecArgs& a, float* xs, float* red) {
+__device__ void load_input(const MatvecArgs& a, float* xs, double* red) {
   constexpr int kBatch = 8;  // loads in flight per thread
   const int k = a.k;
   float* ws = xs + padded_size(k);
-  float ss = 0;
+  double ss = 0;
   for (int base = threadIdx.x; base < k; base += kBatch * blockDim.x) {
     float v[kBatch], w[kBatch];
 #pragma unroll
@@ -49,37 +54,56 @@ __device__ void load_input(const MatvecArgs& a, float* xs, float* red) {
       xs[padded(i)] = v[u];
       if constexpr (IN == MatvecInput::Norm) {
         ws[i] = w[u];
-        ss += v[u] * v[u];
+        ss += static_cast<double>(v[u] * v[u]);
       }
     }
   }
   if constexpr (IN == MatvecInput::Norm) {
-    ss = block_sum(ss, red);
-    const float scale = rsqrtf(ss / k + a.eps);
+    const float scale = rms_scale(block_sum_double(ss, red), k, a.eps);
     for (int i = threadIdx.x; i < k; i += blockDim.x) xs[padded(i)] = (xs[padded(i)] * scale) * ws[i];
   }
   __syncthreads();
-  round_activations<VT>(xs, a.k);
+  if constexpr (is_quantized_act(VT)) {
+    quantize_row<VT>(xs, k, input_qacts(xs, k));
+  } else {
+    round_activations<VT>(xs, a.k);
+  }
 }
 
+// Lanes that compute one unit (two rows): a warp for float weights; half a
+// warp for quantized ones, whose rows take kQGroup lanes each (qdot.cuh).
 template <DType WT>
-__device__ __forceinline__ void dot2(const uint8_t* ra, const uint8_t* rb, const float* xs, int k, int lane, float& sa,
-                                     float& sb) {
-  float wa[32], wb[32];
-  sa = 0;
-  sb = 0;
-  for (int c = lane; c < k / 32; c += kWarp) {
-    dequant32<WT>(ra, c, wa);
-    dequant32<WT>(rb, c, wb);
-    const float* xc = xs + 33 * c;
+constexpr int unit_lanes() {
+  return is_quantized(WT) ? 2 * kQGroup : kWarp;
+}
+
+// Rows ra and rb times the input, by the unit_lanes() lanes of a unit
+// (glane is the lane's index among them, mask names them); the results are
+// valid in glane 0.
+template <DType WT>
+__device__ __forceinline__ void dot2(const uint8_t* ra, const uint8_t* rb, const float* xs, int k, int glane,
+                                     unsigned mask, float& sa, float& sb) {
+  if constexpr (is_quantized(WT)) {
+    const float v = qdot<WT>(glane < kQGroup ? ra : rb, input_qacts(xs, k), k, glane % kQGroup, mask);
+    sa = v;
+    sb = __shfl_down_sync(mask, v, kQGroup, 2 * kQGroup);
+  } else {
+    float wa[32], wb[32];
+    sa = 0;
+    sb = 0;
+    for (int c = glane; c < k / 32; c += kWarp) {
+      dequant32<WT>(ra, c, wa);
+      dequant32<WT>(rb, c, wb);
+      const float* xc = xs + 33 * c;
 #pragma unroll
-    for (int j = 0; j < 32; ++j) {
-      sa = fmaf(wa[j], xc[j], sa);
-      sb = fmaf(wb[j], xc[j], sb);
+      for (int j = 0; j < 32; ++j) {
+        sa = fmaf(wa[j], xc[j], sa);
+        sb = fmaf(wb[j], xc[j], sb);
+      }
     }
+    sa = warp_sum(sa);
+    sb = warp_sum(sb);
   }
-  sa = warp_sum(sa);
-  sb = warp_sum(sb);
 }
 
 __device__ __forceinline__ unsigned long long pack_argmax(float v, int idx) {
@@ -123,13 +147,17 @@ __device__ __forceinline__ void prefetch_units(const MatvecArgs& a, int warp, in
 // Logits, `best` collects this lane's packed (value, index) maximum.
 template <DType WT, MatvecOutput OUT>
 __device__ void matvec_rows(const MatvecArgs& a, const float* xs, int warp, int n_warps, unsigned long long& best) {
-  const int lane = threadIdx.x % kWarp;
+  constexpr int G = unit_lanes<WT>();
+  const int lane = threadIdx.x % kWarp, glane = lane % G;
+  const unsigned mask = (0xffffffffu >> (kWarp - G)) << (lane - glane);
+  // Unit processors: warps, or half-warps for quantized weights.
+  const int first = warp * (kWarp / G) + lane / G, stride = n_warps * (kWarp / G);
   if constexpr (OUT == MatvecOutput::Qkv) {
     // A unit is one rotated pair of rows of one head of q, k or v.
     const int half = a.head_dim / 2;
     const int q_dim = a.n_head * a.head_dim, kv_dim = a.n_head_kv * a.head_dim;
     const int pos = a.step[1], seq = a.step[2];
-    for (int u = warp; u < a.rows / 2; u += n_warps) {
+    for (int u = first; u < a.rows / 2; u += stride) {
       const int head = (a.row_base + 2 * u) / a.head_dim, i = u % half;
       const int base = head * a.head_dim;
       const int ra = base + (a.neox ? i : 2 * i), rb = base + (a.neox ? i + half : 2 * i + 1);
@@ -137,8 +165,9 @@ __device__ void matvec_rows(const MatvecArgs& a, const float* xs, int warp, int 
       const float cs = a.rope_cos[pos * half + i], sn = a.rope_sin[pos * half + i];
       const float ba = a.bias ? a.bias[ra] : 0.0f, bb = a.bias ? a.bias[rb] : 0.0f;
       float va, vb;
-      dot2<WT>(a.w + (ra - a.row_base) * a.row_bytes, a.w + (rb - a.row_base) * a.row_bytes, xs, a.k, lane, va, vb);
-      if (lane != 0) continue;
+      dot2<WT>(a.w + (ra - a.row_base) * a.row_bytes, a.w + (rb - a.row_base) * a.row_bytes, xs, a.k, glane, mask,
+               va, vb);
+      if (glane != 0) continue;
       if (a.bias) {
         va += ba;
         vb += bb;
@@ -166,13 +195,13 @@ __device__ void matvec_rows(const MatvecArgs& a, const float* xs, int warp, int 
       }
     }
   } else if constexpr (OUT == MatvecOutput::Swiglu) {
-    for (int r = warp; r < a.rows; r += n_warps) {
+    for (int r = first; r < a.rows; r += stride) {
       float g, u;
-      dot2<WT>(a.w + r * a.row_bytes, a.w2 + r * a.row_bytes, xs, a.k, lane, g, u);
-      if (lane == 0) a.out[r] = g / (1.0f + __expf(-g)) * u;
+      dot2<WT>(a.w + r * a.row_bytes, a.w2 + r * a.row_bytes, xs, a.k, glane, mask, g, u);
+      if (glane == 0) a.out[r] = swiglu_cpu(g, u, r, a.rows);
     }
   } else {
-    for (int u = warp; u < (a.rows + 1) / 2; u += n_warps) {
+    for (int u = first; u < (a.rows + 1) / 2; u += stride) {
       const int ra = 2 * u, rb = min(2 * u + 1, a.rows - 1);
       float res_a = 0, res_b = 0;
       if constexpr (OUT == MatvecOutput::Residual) {  // loaded first, to overlap the weights
@@ -180,8 +209,8 @@ __device__ void matvec_rows(const MatvecArgs& a, const float* xs, int warp, int 
         res_b = __ldcg(a.out + rb);
       }
       float va, vb;
-      dot2<WT>(a.w + ra * a.row_bytes, a.w + rb * a.row_bytes, xs, a.k, lane, va, vb);
-      if (lane != 0) continue;
+      dot2<WT>(a.w + ra * a.row_bytes, a.w + rb * a.row_bytes, xs, a.k, glane, mask, va, vb);
+      if (glane != 0) continue;
       if constexpr (OUT == MatvecOutput::Residual) {
         a.out[ra] = res_a + va;
         if (rb != ra) a.out[rb] = res_b + vb;
@@ -190,6 +219,11 @@ __device__ void matvec_rows(const MatvecArgs& a, const float* xs, int warp, int 
         a.out[rb] = vb;
         best = max(best, max(pack_argmax(va, ra), pack_argmax(vb, rb)));
       }
+    }
+    if constexpr (OUT == MatvecOutput::Logits && G < kWarp) {
+      // The callers read lane 0's maximum: fold in the other half-warp's.
+      __syncwarp();
+      best = max(best, __shfl_xor_sync(0xffffffffu, best, G));
     }
   }
 }

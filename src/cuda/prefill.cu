@@ -2,6 +2,7 @@
 #include "cuda/dequant.cuh"
 #include "cuda/matvec_device.cuh"
 #include "cuda/prefill.cuh"
+#include "cuda/qdot.cuh"
 
 namespace quarrel::cuda {
 
@@ -26,27 +27,53 @@ template <DType VT, typename OutT>
 __global__ void rows_kernel(RowOp op, const float* x, const float* x2, int64_t stride, const float* norm_w,
                             float eps, int k, OutT* out) {
   extern __shared__ float xs[];
-  __shared__ float red[32];
+  __shared__ double red[32];
   const int t = blockIdx.x;
   const float* xr = x + t * stride;
   if (op == RowOp::Norm) {
-    float ss = 0;
-    for (int i = threadIdx.x; i < k; i += blockDim.x) ss += xr[i] * xr[i];
-    ss = block_sum(ss, red);
-    const float scale = rsqrtf(ss / k + eps);
+    double ss = 0;
+    for (int i = threadIdx.x; i < k; i += blockDim.x) ss += static_cast<double>(xr[i] * xr[i]);
+    const float scale = rms_scale(block_sum_double(ss, red), k, eps);
     for (int i = threadIdx.x; i < k; i += blockDim.x) xs[padded(i)] = (xr[i] * scale) * norm_w[i];
   } else if (op == RowOp::Swiglu) {
     const float* ur = x2 + t * stride;
-    for (int i = threadIdx.x; i < k; i += blockDim.x) {
-      const float g = xr[i];
-      xs[padded(i)] = g / (1.0f + __expf(-g)) * ur[i];
-    }
+    for (int i = threadIdx.x; i < k; i += blockDim.x) xs[padded(i)] = swiglu_cpu(xr[i], ur[i], i, k);
   } else {
     for (int i = threadIdx.x; i < k; i += blockDim.x) xs[padded(i)] = xr[i];
   }
   __syncthreads();
-  round_activations<VT>(xs, k);
-  for (int i = threadIdx.x; i < k; i += blockDim.x) store_as(out + static_cast<int64_t>(t) * k + i, xs[padded(i)]);
+  if constexpr (is_quantized_act(VT)) {
+    quantize_row<VT>(xs, k, qacts_at(out + static_cast<int64_t>(t) * qacts_bytes(k), k));
+  } else {
+    round_activations<VT>(xs, k);
+    for (int i = threadIdx.x; i < k; i += blockDim.x) store_as(out + static_cast<int64_t>(t) * k + i, xs[padded(i)]);
+  }
+}
+
+// Tokens one block of qgemm takes: each weight row is read once per tile.
+constexpr int kQgemmTokens = 8;
+constexpr int kQgemmThreads = 256;
+
+// out[t][r] (+)= row r of w . activations t: one group of kQGroup threads per
+// row, kQgemmTokens tokens per block.
+template <DType WT>
+__global__ void __launch_bounds__(kQgemmThreads) qgemm_kernel(const uint8_t* w, int64_t row_bytes, int rows, int k,
+                                                              const uint8_t* acts, int T, float* out, int64_t ld_out,
+                                                              bool accumulate) {
+  const int l = threadIdx.x % kQGroup;
+  const int r = blockIdx.x * (kQgemmThreads / kQGroup) + threadIdx.x / kQGroup;
+  // Rows past the end compute row rows - 1 and store nothing, so every lane
+  // of a warp takes part in the group shuffles.
+  const uint8_t* row = w + static_cast<int64_t>(min(r, rows - 1)) * row_bytes;
+  const int t0 = blockIdx.y * kQgemmTokens, t1 = min(T, t0 + kQgemmTokens);
+  const int64_t qb = qacts_bytes(k);
+  for (int t = t0; t < t1; ++t) {
+    const float v = qdot<WT>(row, qacts_at(acts + t * qb, k), k, l, 0xffffffffu);
+    if (l == 0 && r < rows) {
+      float* o = out + t * ld_out + r;
+      *o = accumulate ? *o + v : v;
+    }
+  }
 }
 
 // One block per row: the first largest value (the packed (value, index) order
@@ -69,21 +96,6 @@ __global__ void gather_kernel(const float* x, const int32_t* idx, int k, float* 
   const int i = blockIdx.x;
   for (int j = threadIdx.x; j < k; j += blockDim.x)
     out[static_cast<int64_t>(i) * k + j] = x[static_cast<int64_t>(idx[i]) * k + j];
-}
-
-template <DType WT>
-__global__ void weights_to_f32_kernel(const uint8_t* w, int64_t row_bytes, int rows, int k, float* out) {
-  const int n_chunks = k / 32;
-  const int64_t total = static_cast<int64_t>(rows) * n_chunks;
-  float v[32];
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t r = i / n_chunks;
-    const int c = static_cast<int>(i % n_chunks);
-    dequant32<WT>(w + r * row_bytes, c, v);
-    float4* o = reinterpret_cast<float4*>(out + r * k + 32 * c);
-    for (int j = 0; j < 8; ++j) o[j] = make_float4(v[4 * j], v[4 * j + 1], v[4 * j + 2], v[4 * j + 3]);
-  }
 }
 
 __global__ void rope_store_kernel(RopeArgs a, float* q, const float* k, const float* v, const int32_t* pos_arr,
@@ -175,9 +187,10 @@ void rows_for_gemm(DType wtype, RowOp op, const float* x, const float* x2, int64
   switch (wtype) {
     case DType::F16: return launch_rows<DType::F16, __half>(op, x, x2, stride, norm_w, eps, T, k, out, s);
     case DType::BF16: return launch_rows<DType::BF16, __nv_bfloat16>(op, x, x2, stride, norm_w, eps, T, k, out, s);
+    case DType::F32: return launch_rows<DType::F32, float>(op, x, x2, stride, norm_w, eps, T, k, out, s);
 #define X(W, V) \
-  case DType::W: return launch_rows<DType::V, float>(op, x, x2, stride, norm_w, eps, T, k, out, s);
-    X(F32, F32) X(Q8_0, Q8_0) X(Q4_0, Q8_0) X(Q5_0, Q8_0) X(Q4_1, Q8_1) X(Q5_1, Q8_1) X(Q2_K, Q8_K) X(Q3_K, Q8_K)
+  case DType::W: return launch_rows<DType::V, uint8_t>(op, x, x2, stride, norm_w, eps, T, k, out, s);
+    X(Q8_0, Q8_0) X(Q4_0, Q8_0) X(Q5_0, Q8_0) X(Q4_1, Q8_1) X(Q5_1, Q8_1) X(Q2_K, Q8_K) X(Q3_K, Q8_K)
     X(Q4_K, Q8_K) X(Q5_K, Q8_K) X(Q6_K, Q8_K)
 #undef X
     default: fail_message(cat("CUDA rows_for_gemm: type ", tensor::dtype_name(wtype), " is not supported"));
@@ -194,15 +207,19 @@ void gather_rows(const float* x, const int32_t* idx, int n, int k, float* out, c
   QUARREL_CUDA_CHECK(cudaGetLastError());
 }
 
-void weights_to_f32(DType t, const uint8_t* w, int64_t row_bytes, int rows, int k, float* out, cudaStream_t s) {
-  const int64_t work = static_cast<int64_t>(rows) * (k / 32);
-  const int blocks = static_cast<int>(std::min<int64_t>((work + 255) / 256, 8192));
+void qgemm(DType t, const uint8_t* w, int64_t row_bytes, int rows, int k, const void* x, int T, float* out,
+           int64_t ld_out, float beta, cudaStream_t s) {
+  const dim3 grid((rows + kQgemmThreads / kQGroup - 1) / (kQgemmThreads / kQGroup),
+                  (T + kQgemmTokens - 1) / kQgemmTokens);
+  const auto* acts = static_cast<const uint8_t*>(x);
   switch (t) {
-#define X(W, V) \
-  case DType::W: weights_to_f32_kernel<DType::W><<<blocks, 256, 0, s>>>(w, row_bytes, rows, k, out); break;
-    QUARREL_WEIGHT_TYPES(X)
+#define X(W)                                                                                         \
+  case DType::W:                                                                                     \
+    qgemm_kernel<DType::W><<<grid, kQgemmThreads, 0, s>>>(w, row_bytes, rows, k, acts, T, out, ld_out, beta != 0); \
+    break;
+    X(Q8_0) X(Q4_0) X(Q5_0) X(Q4_1) X(Q5_1) X(Q2_K) X(Q3_K) X(Q4_K) X(Q5_K) X(Q6_K)
 #undef X
-    default: fail_message(cat("CUDA weights_to_f32: type ", tensor::dtype_name(t), " is not supported"));
+    default: fail_message(cat("CUDA qgemm: type ", tensor::dtype_name(t), " is not quantized"));
   }
   QUARREL_CUDA_CHECK(cudaGetLastError());
 }

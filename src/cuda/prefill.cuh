@@ -1,7 +1,8 @@
 #pragma once
-// The batched (prefill) path: activations are normalised and rounded into F16
-// rows, weights are expanded to F16 when they are not already, and cuBLAS does
-// the GEMMs; small kernels do RoPE, the KV write and SwiGLU in between.
+// The batched (prefill) path: activations are normalised and rounded as the
+// CPU rounds them; cuBLAS does the GEMMs of float weights (F32, F16, BF16),
+// and qgemm the quantized ones with the CPU's integer dot products
+// (qdot.cuh); small kernels do RoPE, the KV write and SwiGLU in between.
 #include <cublas_v2.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -16,11 +17,9 @@ namespace quarrel::cuda {
 void embed_rows(tensor::DType t, const uint8_t* table, int64_t row_bytes, int k, const int32_t* tokens, int T,
                 float* x, cudaStream_t s);
 
-// The element type a GEMM with weights of type t runs in. F16 and BF16 weights
-// meet activations rounded to their own type, so the products are exact; the
-// other types run in F32, because rounding their decoded values or their Q8
-// activations to 16 bits moves the result further from the CPU backend than
-// the quantization itself does.
+// The element type a cuBLAS GEMM with float weights of type t runs in: F16
+// and BF16 weights meet activations rounded to their own type, so the
+// products are exact.
 enum class GemmType { F16, BF16, F32 };
 GemmType gemm_type_for(tensor::DType t);
 size_t gemm_type_size(GemmType g);
@@ -28,8 +27,8 @@ size_t gemm_type_size(GemmType g);
 enum class RowOp { Norm, Plain, Swiglu };
 // For each of T rows: optional RMSNorm (norm_w) or SwiGLU (x = gate, x2 = up),
 // then the activation rounding of weight type wtype, written in that weight
-// type's GEMM type. Rows come from x with stride `stride`; row t of the result
-// lands at element t * k of out.
+// type's GEMM type, or quantized (qacts_bytes(k) bytes per row) for quantized
+// weights. Rows come from x with stride `stride`; out holds row after row.
 void rows_for_gemm(tensor::DType wtype, RowOp op, const float* x, const float* x2, int64_t stride, const float* norm_w,
                    float eps, int T, int k, void* out, cudaStream_t s);
 // out[r] = the index of the first largest of the n logits of row r.
@@ -37,13 +36,13 @@ void argmax_rows(const float* logits, int n_rows, int n, int32_t* out, cudaStrea
 // Same rows gathered by index: rows idx[i] of x (for the output head).
 void gather_rows(const float* x, const int32_t* idx, int n, int k, float* out, cudaStream_t s);
 
-// Decodes a quantized weight matrix to F32 (rows x k) for the GEMM.
-void weights_to_f32(tensor::DType t, const uint8_t* w, int64_t row_bytes, int rows, int k, float* out,
-                    cudaStream_t s);
-
 // out[t][0..rows) = beta * out + W x[t]: W is rows x k, x is T x k, both of type g.
 void gemm(cublasHandle_t h, GemmType g, const void* w, int rows, int k, const void* x, int T, float* out,
           int64_t ld_out, float beta);
+// The same for quantized weights of type t and x from rows_for_gemm; beta is
+// 0 or 1.
+void qgemm(tensor::DType t, const uint8_t* w, int64_t row_bytes, int rows, int k, const void* x, int T, float* out,
+           int64_t ld_out, float beta, cudaStream_t s);
 
 struct RopeArgs {
   int n_head, n_head_kv, head_dim, n_ctx;
