@@ -268,7 +268,7 @@ __device__ __forceinline__ float qdot(const uint8_t* row, const QActs& a, int k,
     float acc = 0.0f, accm = 0.0f;
     // kUnroll blocks' loads are issued before their arithmetic, so a
     // thread waits on memory once per kUnroll blocks, not once per block.
-    constexpr int kUnroll = 8;
+    constexpr int kUnroll = 16;
     for (int c0 = 0; c0 < nb; c0 += kUnroll) {
       int wq[kUnroll];
       float dw[kUnroll], mw[kUnroll];
