@@ -168,8 +168,8 @@ TEST(Cuda, QuantizedDotsMatchCpuKernels) {
 }
 
 // The CPU backend the GPU is held against: the AVX2 kernels where this CPU
-// has them, because the device's quantized dot products follow their order;
-// otherwise the best table.
+// has them, because the device's quantized dot products follow their order
+// (quantized models' logits then agree to the bit); otherwise the best table.
 std::unique_ptr<runtime::Backend> cpu_backend(const model::Model& m, const runtime::BackendOptions& bo) {
   for (const cpu::Kernels* kt : cpu::kernels_available())
     if (std::string(kt->isa) == "avx2") return cpu::make_backend(m, bo, *kt);
@@ -186,9 +186,14 @@ std::vector<ModelCase> model_cases() {
   auto add = [&](const std::string& rel) {
     const std::string p = test::repo_path(rel);
     if (!std::filesystem::exists(p)) return;
-    const bool is_float = rel.find("f16") != std::string::npos || rel.find("f32") != std::string::npos ||
-                          rel.find("bf16") != std::string::npos;
-    cases.push_back({p, is_float ? 2e-3 : 1e-2});
+    // The bounds: 2e-3 for F16 (and F32), 1e-2 for quantized types.
+    // BF16 gets the reference tests' measured bound (test_reference.cpp): on
+    // the random-weight mini-bf16 our own CPU kernel tables differ from each
+    // other by 2.6e-3, and the GPU (cuBLAS order) from the CPU by 2.4-4e-3.
+    double tol = 1e-2;
+    if (rel.find("bf16") != std::string::npos) tol = 5e-3;
+    else if (rel.find("f16") != std::string::npos || rel.find("f32") != std::string::npos) tol = 2e-3;
+    cases.push_back({p, tol});
   };
   add("models/kjv-7m-q8_0.gguf");
   for (const auto& e : std::filesystem::directory_iterator(test::repo_path("tests/data/models")))

@@ -55,7 +55,9 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
   __shared__ double red[32];
   using O = MatvecOutput;
   using I = MatvecInput;
-  const int warp = blockIdx.x * kWarps + threadIdx.x / kWarp;
+  // Warps are numbered across the blocks first, so that a stage with fewer
+  // units than warps still spreads them over every multiprocessor.
+  const int warp = (threadIdx.x / kWarp) * gridDim.x + blockIdx.x;
   const int n_warps = gridDim.x * kWarps;
   const int pos = a.step[1], seq = a.step[2];
   const int kvd = a.n_head_kv * a.head_dim;

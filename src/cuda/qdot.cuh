@@ -148,11 +148,9 @@ template <DType WT>
 __device__ __forceinline__ int block_quads(const uint8_t* b, int l) {
   if constexpr (WT == DType::Q8_0) {
     return load_u16x2(b + 2 + 4 * l);
-  } else if constexpr (WT == DType::Q4_0 || WT == DType::Q4_1) {
-    constexpr int off = WT == DType::Q4_0 ? 2 : 4;
-    const int w = load_u16x2(b + off + 4 * (l & 3));
-    const int nib = (l < 4 ? w : w >> 4) & 0x0f0f0f0f;
-    return WT == DType::Q4_0 ? static_cast<int>(__vsub4(nib, 0x08080808)) : nib;
+  } else if constexpr (WT == DType::Q4_1) {
+    const int w = load_u16x2(b + 4 + 4 * (l & 3));
+    return (l < 4 ? w : w >> 4) & 0x0f0f0f0f;
   } else {  // Q5_0, Q5_1: a fifth bit from qh
     constexpr int off = WT == DType::Q5_0 ? 2 : 4;
     const uint32_t qh = static_cast<uint32_t>(load_u16x2(b + off));
@@ -260,8 +258,43 @@ __device__ __forceinline__ int group_isum(int v, unsigned mask) {
 // in `mask`). The result is valid in lane l == 0.
 template <DType WT>
 __device__ __forceinline__ float qdot(const uint8_t* row, const QActs& a, int k, int l, unsigned mask) {
-  if constexpr (WT == DType::Q8_0 || WT == DType::Q5_0 || WT == DType::Q4_1 || WT == DType::Q5_1 ||
-                WT == DType::Q4_0) {
+  if constexpr (WT == DType::Q4_0) {
+    // One chain of whole-block sums: each lane sums whole blocks (c0 + l and
+    // c0 + 8 + l) on its own, then every lane runs the chain over the
+    // group's blocks in order, taking each block's sum by shuffle.
+    const int nb = k / 32;
+    const int base = (threadIdx.x % kWarp) & ~(kQGroup - 1);
+    float acc = 0.0f;
+    for (int c0 = 0; c0 < nb; c0 += 2 * kQGroup) {
+      int isum[2];
+      float dd[2];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int c = min(c0 + h * kQGroup + l, nb - 1);
+        const uint8_t* b = row + 18 * c;
+        const int* x = reinterpret_cast<const int*>(a.q + 32 * c);
+        int sum = 0;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const int w = load_u16x2(b + 2 + 4 * j);
+          sum = __dp4a(static_cast<int>(__vsub4(w & 0x0f0f0f0f, 0x08080808)), x[j], sum);
+          sum = __dp4a(static_cast<int>(__vsub4((w >> 4) & 0x0f0f0f0f, 0x08080808)), x[j + 4], sum);
+        }
+        isum[h] = sum;
+        dd[h] = load_half(b) * a.d[c];
+      }
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+#pragma unroll
+        for (int j = 0; j < kQGroup; ++j) {
+          const int sum = __shfl_sync(mask, isum[h], base + j);
+          const float d = __shfl_sync(mask, dd[h], base + j);
+          if (c0 + h * kQGroup + j < nb) acc = fmaf(static_cast<float>(sum), d, acc);
+        }
+      }
+    }
+    return acc;
+  } else if constexpr (WT == DType::Q8_0 || WT == DType::Q5_0 || WT == DType::Q4_1 || WT == DType::Q5_1) {
     constexpr int BB = block_bytes<WT>();
     constexpr bool kMin = WT == DType::Q4_1 || WT == DType::Q5_1;
     const int nb = k / 32;
@@ -284,15 +317,10 @@ __device__ __forceinline__ float qdot(const uint8_t* row, const QActs& a, int k,
         const int c = c0 + u;
         if (c >= nb) break;
         const int p = __dp4a(wq[u], *reinterpret_cast<const int*>(a.q + 32 * c + 4 * l), 0);
-        if constexpr (WT == DType::Q4_0) {
-          acc = fmaf(static_cast<float>(group_isum(p, mask)), dw[u] * a.d[c], acc);
-        } else {
-          acc = fmaf(dw[u] * a.d[c], static_cast<float>(p), acc);
-          if constexpr (kMin) accm = accm + mw[u] * a.s[c];
-        }
+        acc = fmaf(dw[u] * a.d[c], static_cast<float>(p), acc);
+        if constexpr (kMin) accm = accm + mw[u] * a.s[c];
       }
     }
-    if constexpr (WT == DType::Q4_0) return acc;
     // The CPU's hsum: ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)).
     acc = acc + __shfl_down_sync(mask, acc, 4, kQGroup);
     acc = acc + __shfl_down_sync(mask, acc, 2, kQGroup);
