@@ -87,6 +87,56 @@ __device__ __forceinline__ void dot2(const uint8_t* ra, const uint8_t* rb, const
     const float v = qdot<WT>(glane < kQGroup ? ra : rb, input_qacts(xs, k), k, glane % kQGroup, mask);
     sa = v;
     sb = __shfl_down_sync(mask, v, kQGroup, 2 * kQGroup);
+  } else if constexpr (WT == DType::F16 || WT == DType::BF16) {
+    // Software-pipelined: the next chunk's 64 bytes per row are loaded before
+    // this chunk's FMAs, so a lane keeps two chunks in flight. The FMAs run
+    // in element order, as in the generic loop below.
+    const int nc = k / 32;
+    uint4 cur[2][4], nxt[2][4];
+    auto load = [&](int c, uint4 (&dst)[2][4]) {
+      const uint4* pa = reinterpret_cast<const uint4*>(ra + 64 * c);
+      const uint4* pb = reinterpret_cast<const uint4*>(rb + 64 * c);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        dst[0][i] = pa[i];
+        dst[1][i] = pb[i];
+      }
+    };
+    sa = 0;
+    sb = 0;
+    int c = glane;
+    if (c < nc) load(c, cur);
+    for (; c < nc; c += kWarp) {
+      if (c + kWarp < nc) load(c + kWarp, nxt);
+      const float* xc = xs + 33 * c;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const uint32_t* ua = reinterpret_cast<const uint32_t*>(&cur[0][i]);
+        const uint32_t* ub = reinterpret_cast<const uint32_t*>(&cur[1][i]);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          float2 wa, wb;
+          if constexpr (WT == DType::F16) {
+            wa = __half22float2(*reinterpret_cast<const __half2*>(&ua[j]));
+            wb = __half22float2(*reinterpret_cast<const __half2*>(&ub[j]));
+          } else {
+            wa = make_float2(__uint_as_float(ua[j] << 16), __uint_as_float(ua[j] & 0xffff0000u));
+            wb = make_float2(__uint_as_float(ub[j] << 16), __uint_as_float(ub[j] & 0xffff0000u));
+          }
+          const int e = 8 * i + 2 * j;
+          sa = fmaf(wa.x, xc[e], sa);
+          sb = fmaf(wb.x, xc[e], sb);
+          sa = fmaf(wa.y, xc[e + 1], sa);
+          sb = fmaf(wb.y, xc[e + 1], sb);
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < 2; ++r)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) cur[r][i] = nxt[r][i];
+    }
+    sa = warp_sum(sa);
+    sb = warp_sum(sb);
   } else {
     float wa[32], wb[32];
     sa = 0;
