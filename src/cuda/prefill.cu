@@ -55,11 +55,14 @@ constexpr int kQgemmTokens = 8;
 constexpr int kQgemmThreads = 256;
 
 // out[t][r] (+)= row r of w . activations t: one group of kQGroup threads per
-// row, kQgemmTokens tokens per block.
+// row, kQgemmTokens tokens per block. The 32-element types read each weight
+// block once for all the block's tokens, whose activations are staged in
+// shared memory; the K-quants take one token at a time.
 template <DType WT>
 __global__ void __launch_bounds__(kQgemmThreads) qgemm_kernel(const uint8_t* w, int64_t row_bytes, int rows, int k,
                                                               const uint8_t* acts, int T, float* out, int64_t ld_out,
                                                               bool accumulate) {
+  extern __shared__ uint4 staged4[];
   const int l = threadIdx.x % kQGroup;
   const int r = blockIdx.x * (kQgemmThreads / kQGroup) + threadIdx.x / kQGroup;
   // Rows past the end compute row rows - 1 and store nothing, so every lane
@@ -67,12 +70,30 @@ __global__ void __launch_bounds__(kQgemmThreads) qgemm_kernel(const uint8_t* w, 
   const uint8_t* row = w + static_cast<int64_t>(min(r, rows - 1)) * row_bytes;
   const int t0 = blockIdx.y * kQgemmTokens, t1 = min(T, t0 + kQgemmTokens);
   const int64_t qb = qacts_bytes(k);
-  for (int t = t0; t < t1; ++t) {
-    const float v = qdot<WT>(row, qacts_at(acts + t * qb, k), k, l, 0xffffffffu);
+  auto store = [&](int t, float v) {
     if (l == 0 && r < rows) {
       float* o = out + t * ld_out + r;
       *o = accumulate ? *o + v : v;
     }
+  };
+  constexpr bool kBlock32 = WT == DType::Q8_0 || WT == DType::Q4_0 || WT == DType::Q5_0 || WT == DType::Q4_1 ||
+                            WT == DType::Q5_1;
+  if constexpr (kBlock32) {
+    const int n = t1 - t0;
+    const uint4* src = reinterpret_cast<const uint4*>(acts + t0 * qb);
+    for (int64_t i = threadIdx.x; i < n * qb / 16; i += blockDim.x) staged4[i] = src[i];
+    __syncthreads();
+    const auto* staged = reinterpret_cast<const uint8_t*>(staged4);
+    QActs a[kQgemmTokens];
+#pragma unroll
+    for (int t = 0; t < kQgemmTokens; ++t) a[t] = qacts_at(staged + min(t, n - 1) * qb, k);
+    float v[kQgemmTokens];
+    qdot_rows<WT, kQgemmTokens>(row, a, n, k, l, 0xffffffffu, v);
+#pragma unroll
+    for (int t = 0; t < kQgemmTokens; ++t)
+      if (t < n) store(t0 + t, v[t]);
+  } else {
+    for (int t = t0; t < t1; ++t) store(t, qdot<WT>(row, qacts_at(acts + t * qb, k), k, l, 0xffffffffu));
   }
 }
 
@@ -212,10 +233,15 @@ void qgemm(DType t, const uint8_t* w, int64_t row_bytes, int rows, int k, const 
   const dim3 grid((rows + kQgemmThreads / kQGroup - 1) / (kQgemmThreads / kQGroup),
                   (T + kQgemmTokens - 1) / kQgemmTokens);
   const auto* acts = static_cast<const uint8_t*>(x);
+  const size_t smem = t == DType::Q2_K || t == DType::Q3_K || t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K
+                          ? 0
+                          : kQgemmTokens * static_cast<size_t>(qacts_bytes(k));
+  if (smem > 200 * 1024) fail_message(cat("qgemm: row length ", k, " is too long for shared memory"));
   switch (t) {
 #define X(W)                                                                                         \
   case DType::W:                                                                                     \
-    qgemm_kernel<DType::W><<<grid, kQgemmThreads, 0, s>>>(w, row_bytes, rows, k, acts, T, out, ld_out, beta != 0); \
+    allow_large_smem(qgemm_kernel<DType::W>);                                                        \
+    qgemm_kernel<DType::W><<<grid, kQgemmThreads, smem, s>>>(w, row_bytes, rows, k, acts, T, out, ld_out, beta != 0); \
     break;
     X(Q8_0) X(Q4_0) X(Q5_0) X(Q4_1) X(Q5_1) X(Q2_K) X(Q3_K) X(Q4_K) X(Q5_K) X(Q6_K)
 #undef X

@@ -378,4 +378,84 @@ __device__ __forceinline__ float qdot(const uint8_t* row, const QActs& a, int k,
   }
 }
 
+// The same dot products for NT activation rows at once (n of them valid), in
+// the same order per row as qdot, so each weight block is loaded once for
+// all of them: the batched (prefill) path. 32-element types only; results
+// in out[] are valid in lane l == 0.
+template <DType WT, int NT>
+__device__ __forceinline__ void qdot_rows(const uint8_t* row, const QActs* a, int n, int k, int l, unsigned mask,
+                                          float (&out)[NT]) {
+  static_assert(block_bytes<WT>() > 0 && WT != DType::Q2_K && WT != DType::Q3_K && WT != DType::Q4_K &&
+                WT != DType::Q5_K && WT != DType::Q6_K);
+  const int nb = k / 32;
+  float acc[NT];
+#pragma unroll
+  for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
+  if constexpr (WT == DType::Q4_0) {
+    const int base = (threadIdx.x % kWarp) & ~(kQGroup - 1);
+    for (int c0 = 0; c0 < nb; c0 += kQGroup) {
+      // This lane's whole block c0 + l, for every row; then the chains.
+      const int c = min(c0 + l, nb - 1);
+      const uint8_t* b = row + 18 * c;
+      int w[8];  // the block's 32 quants minus 8, as signed bytes, in element order
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int q = load_u16x2(b + 2 + 4 * j);
+        w[j] = static_cast<int>(__vsub4(q & 0x0f0f0f0f, 0x08080808));
+        w[j + 4] = static_cast<int>(__vsub4((q >> 4) & 0x0f0f0f0f, 0x08080808));
+      }
+      const float dw = load_half(b);
+      int isum[NT];
+      float dd[NT];
+#pragma unroll
+      for (int t = 0; t < NT; ++t) {
+        const int* x = reinterpret_cast<const int*>(a[t].q + 32 * c);
+        int sum = 0;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) sum = __dp4a(w[j], x[j], sum);
+        isum[t] = sum;
+        dd[t] = dw * a[t].d[c];
+      }
+#pragma unroll
+      for (int j = 0; j < kQGroup; ++j) {
+#pragma unroll
+        for (int t = 0; t < NT; ++t) {
+          const int sum = __shfl_sync(mask, isum[t], base + j);
+          const float d = __shfl_sync(mask, dd[t], base + j);
+          if (c0 + j < nb) acc[t] = fmaf(static_cast<float>(sum), d, acc[t]);
+        }
+      }
+    }
+#pragma unroll
+    for (int t = 0; t < NT; ++t) out[t] = acc[t];
+  } else {
+    constexpr int BB = block_bytes<WT>();
+    constexpr bool kMin = WT == DType::Q4_1 || WT == DType::Q5_1;
+    float accm[NT];
+#pragma unroll
+    for (int t = 0; t < NT; ++t) accm[t] = 0.0f;
+    for (int c = 0; c < nb; ++c) {
+      const uint8_t* b = row + BB * c;
+      const int wq = block_quads<WT>(b, l);
+      const float dw = load_half(b);
+      const float mw = kMin ? load_half(b + 2) : 0.0f;
+#pragma unroll
+      for (int t = 0; t < NT; ++t) {
+        if (t >= n) break;
+        const int p = __dp4a(wq, *reinterpret_cast<const int*>(a[t].q + 32 * c + 4 * l), 0);
+        acc[t] = fmaf(dw * a[t].d[c], static_cast<float>(p), acc[t]);
+        if constexpr (kMin) accm[t] = accm[t] + mw * a[t].s[c];
+      }
+    }
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      float v = acc[t];
+      v = v + __shfl_down_sync(mask, v, 4, kQGroup);
+      v = v + __shfl_down_sync(mask, v, 2, kQGroup);
+      v = v + __shfl_down_sync(mask, v, 1, kQGroup);
+      out[t] = kMin ? v + accm[t] : v;
+    }
+  }
+}
+
 }  // namespace quarrel::cuda
