@@ -81,6 +81,13 @@ std::vector<uint8_t> random_rows(DType t, int rows, int k, std::mt19937& rng) {
   return raw;
 }
 
+// A generator seeded from the system, and its seed for failure messages.
+std::mt19937 fresh_rng(unsigned& seed) {
+  std::random_device rd;
+  seed = rd();
+  return std::mt19937(seed);
+}
+
 constexpr DType kQuantTypes[] = {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1,
                                  DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K};
 #endif
@@ -88,9 +95,8 @@ constexpr DType kQuantTypes[] = {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q
 TEST(Cuda, DequantizeMatchesCpuReference) {
   REQUIRE_GPU();
 #if defined(QUARREL_HAVE_CUDA)
-  std::random_device rd;
-  const unsigned seed = rd();
-  std::mt19937 rng(seed);
+  unsigned seed = 0;
+  std::mt19937 rng = fresh_rng(seed);
   const int rows = 3, k = 512;
   for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0,
                   DType::Q5_1, DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
@@ -114,9 +120,8 @@ TEST(Cuda, DequantizeMatchesCpuReference) {
 TEST(Cuda, QuantizedDotsMatchCpuKernels) {
   REQUIRE_GPU();
 #if defined(QUARREL_HAVE_CUDA)
-  std::random_device rd;
-  const unsigned seed = rd();
-  std::mt19937 rng(seed);
+  unsigned seed = 0;
+  std::mt19937 rng = fresh_rng(seed);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   const cpu::Kernels* avx2 = nullptr;
   for (const cpu::Kernels* kt : cpu::kernels_available())

@@ -20,6 +20,19 @@ __device__ __forceinline__ uint32_t load_u32_unaligned(const uint8_t* p) {
          (static_cast<uint32_t>(p[3]) << 24);
 }
 
+// Scale and min of sub-block j (0..7) of a Q4_K/Q5_K super-block, from its
+// 12 packed bytes q: six bits each, the last four pairs split between the
+// low nibbles of bytes 8..11 and the spare top bits of bytes 0..7.
+__device__ __forceinline__ void scale_min_k4(const uint8_t* q, int j, int& sc, int& m) {
+  if (j < 4) {
+    sc = q[j] & 63;
+    m = q[j + 4] & 63;
+  } else {
+    sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+    m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+  }
+}
+
 // The one table from run-time weight types to template instances: X(weight
 // type, the activation type the CPU backend rounds its input to).
 #define QUARREL_WEIGHT_TYPES(X) \
@@ -145,15 +158,8 @@ __device__ __forceinline__ void dequant32(const uint8_t* row, int c, float* out)
     const uint8_t* b = row + kBytes * (c / 8);
     const int sub = c % 8;
     const float d = load_half(b), dmin = load_half(b + 2);
-    const uint8_t* s = b + 4;
     int sc, mn;
-    if (sub < 4) {
-      sc = s[sub] & 63;
-      mn = s[sub + 4] & 63;
-    } else {
-      sc = (s[sub + 4] & 0xF) | ((s[sub - 4] >> 6) << 4);
-      mn = (s[sub + 4] >> 4) | ((s[sub] >> 6) << 4);
-    }
+    scale_min_k4(b + 4, sub, sc, mn);
     const float dl = d * sc, ml = dmin * mn;
     const uint8_t* qs = b + (T == DType::Q4_K ? 16 : 48) + 32 * (sub / 2);
     const int shift = 4 * (sub % 2);

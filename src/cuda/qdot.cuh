@@ -220,14 +220,7 @@ __device__ __forceinline__ void kscale(const uint8_t* b, int j, int& sc, int& m)
     sc = (low | high << 4) - 32;
     m = 0;
   } else if constexpr (WT == DType::Q4_K || WT == DType::Q5_K) {
-    const uint8_t* q = b + 4;
-    if (j < 4) {
-      sc = q[j] & 63;
-      m = q[j + 4] & 63;
-    } else {
-      sc = (q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4);
-      m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
+    scale_min_k4(b + 4, j, sc, m);
   } else {  // Q6_K
     sc = static_cast<int8_t>(b[192 + j]);
     m = 0;
