@@ -394,39 +394,37 @@ void attend_scores(const float* const* q, const float* k, int64_t ks, int64_t n,
   if (j < n) score_tail<G>(q, k, ks, j, n - j, hd, scale, s);
 }
 
-// out_h = sum_j p[h][j] v_j for G heads at once, 32 dims at a time, so each
-// V row is loaded once for the whole group. Each step is a product then a
+// out[g][d0, d0 + 8 V) = sum_j p[g][j] v_j for G heads at once, so each V
+// row is loaded once for the whole group. Each step is a product then a
 // sum, in position order, as the reference's axpy.
+template <int G, int V>
+void values_pass(const float* const* p, const float* v, int64_t vs, int64_t n, int64_t d0, float* const* out) {
+  __m256 acc[G][V];
+  for (int g = 0; g < G; ++g)
+    for (int t = 0; t < V; ++t) acc[g][t] = _mm256_setzero_ps();
+  for (int64_t j = 0; j < n; ++j) {
+    const float* vj = v + j * vs + d0;
+    __m256 vv[V];
+    for (int t = 0; t < V; ++t) vv[t] = _mm256_loadu_ps(vj + 8 * t);
+    for (int g = 0; g < G; ++g) {
+      const __m256 pj = _mm256_broadcast_ss(p[g] + j);
+      for (int t = 0; t < V; ++t) acc[g][t] = _mm256_add_ps(acc[g][t], _mm256_mul_ps(pj, vv[t]));
+    }
+  }
+  for (int g = 0; g < G; ++g)
+    for (int t = 0; t < V; ++t) _mm256_storeu_ps(out[g] + d0 + 8 * t, acc[g][t]);
+}
+
+// 32 dimensions per pass, and the last 8-24 in one more pass.
 template <int G>
 void attend_values(const float* const* p, const float* v, int64_t vs, int64_t n, int64_t hd, float* const* out) {
   int64_t d = 0;
-  for (; d + 32 <= hd; d += 32) {
-    __m256 acc[G][4];
-    for (int g = 0; g < G; ++g)
-      for (int t = 0; t < 4; ++t) acc[g][t] = _mm256_setzero_ps();
-    for (int64_t j = 0; j < n; ++j) {
-      const float* vj = v + j * vs + d;
-      const __m256 v0 = _mm256_loadu_ps(vj), v1 = _mm256_loadu_ps(vj + 8);
-      const __m256 v2 = _mm256_loadu_ps(vj + 16), v3 = _mm256_loadu_ps(vj + 24);
-      for (int g = 0; g < G; ++g) {
-        const __m256 pj = _mm256_broadcast_ss(p[g] + j);
-        acc[g][0] = _mm256_add_ps(acc[g][0], _mm256_mul_ps(pj, v0));
-        acc[g][1] = _mm256_add_ps(acc[g][1], _mm256_mul_ps(pj, v1));
-        acc[g][2] = _mm256_add_ps(acc[g][2], _mm256_mul_ps(pj, v2));
-        acc[g][3] = _mm256_add_ps(acc[g][3], _mm256_mul_ps(pj, v3));
-      }
-    }
-    for (int g = 0; g < G; ++g)
-      for (int t = 0; t < 4; ++t) _mm256_storeu_ps(out[g] + d + 8 * t, acc[g][t]);
-  }
-  for (; d < hd; d += 8) {
-    __m256 acc[G];
-    for (int g = 0; g < G; ++g) acc[g] = _mm256_setzero_ps();
-    for (int64_t j = 0; j < n; ++j) {
-      const __m256 vj = _mm256_loadu_ps(v + j * vs + d);
-      for (int g = 0; g < G; ++g) acc[g] = _mm256_add_ps(acc[g], _mm256_mul_ps(_mm256_broadcast_ss(p[g] + j), vj));
-    }
-    for (int g = 0; g < G; ++g) _mm256_storeu_ps(out[g] + d, acc[g]);
+  for (; d + 32 <= hd; d += 32) values_pass<G, 4>(p, v, vs, n, d, out);
+  switch ((hd - d) / 8) {
+    case 3: values_pass<G, 3>(p, v, vs, n, d, out); break;
+    case 2: values_pass<G, 2>(p, v, vs, n, d, out); break;
+    case 1: values_pass<G, 1>(p, v, vs, n, d, out); break;
+    default: break;
   }
 }
 

@@ -514,33 +514,38 @@ void attend_scores(const float* const* q, const float* k, int64_t ks, int64_t n,
   if (j < n) score_tail<G>(q, k, ks, j, n - j, hd, scale, s);
 }
 
+// out[g][d0, d0 + 16 V) = sum_j p[g][j] v_j over those dimensions, in one
+// pass over the positions: each element is a product then a sum, in position
+// order, whatever V is.
+template <int G, int V>
+void values_pass(const float* const* p, const float* v, int64_t vs, int64_t n, int64_t d0, float* const* out) {
+  __m512 acc[G][V];
+  for (int g = 0; g < G; ++g)
+    for (int t = 0; t < V; ++t) acc[g][t] = _mm512_setzero_ps();
+  for (int64_t j = 0; j < n; ++j) {
+    const float* vj = v + j * vs + d0;
+    __m512 vv[V];
+    for (int t = 0; t < V; ++t) vv[t] = _mm512_loadu_ps(vj + 16 * t);
+    for (int g = 0; g < G; ++g) {
+      const __m512 pj = _mm512_set1_ps(p[g][j]);
+      for (int t = 0; t < V; ++t) acc[g][t] = _mm512_add_ps(acc[g][t], _mm512_mul_ps(pj, vv[t]));
+    }
+  }
+  for (int g = 0; g < G; ++g)
+    for (int t = 0; t < V; ++t) _mm512_storeu_ps(out[g] + d0 + 16 * t, acc[g][t]);
+}
+
+// 64 dimensions per pass, and the last 16-48 in one more pass (a head of 48
+// took three passes over the positions with G chains each).
 template <int G>
 void attend_values(const float* const* p, const float* v, int64_t vs, int64_t n, int64_t hd, float* const* out) {
   int64_t d = 0;
-  for (; d + 64 <= hd; d += 64) {
-    __m512 acc[G][4];
-    for (int g = 0; g < G; ++g)
-      for (int t = 0; t < 4; ++t) acc[g][t] = _mm512_setzero_ps();
-    for (int64_t j = 0; j < n; ++j) {
-      const float* vj = v + j * vs + d;
-      __m512 vv[4];
-      for (int t = 0; t < 4; ++t) vv[t] = _mm512_loadu_ps(vj + 16 * t);
-      for (int g = 0; g < G; ++g) {
-        const __m512 pj = _mm512_set1_ps(p[g][j]);
-        for (int t = 0; t < 4; ++t) acc[g][t] = _mm512_add_ps(acc[g][t], _mm512_mul_ps(pj, vv[t]));
-      }
-    }
-    for (int g = 0; g < G; ++g)
-      for (int t = 0; t < 4; ++t) _mm512_storeu_ps(out[g] + d + 16 * t, acc[g][t]);
-  }
-  for (; d + 16 <= hd; d += 16) {
-    __m512 acc[G];
-    for (int g = 0; g < G; ++g) acc[g] = _mm512_setzero_ps();
-    for (int64_t j = 0; j < n; ++j) {
-      const __m512 vj = _mm512_loadu_ps(v + j * vs + d);
-      for (int g = 0; g < G; ++g) acc[g] = _mm512_add_ps(acc[g], _mm512_mul_ps(_mm512_set1_ps(p[g][j]), vj));
-    }
-    for (int g = 0; g < G; ++g) _mm512_storeu_ps(out[g] + d, acc[g]);
+  for (; d + 64 <= hd; d += 64) values_pass<G, 4>(p, v, vs, n, d, out);
+  switch ((hd - d) / 16) {
+    case 3: values_pass<G, 3>(p, v, vs, n, d, out); break;
+    case 2: values_pass<G, 2>(p, v, vs, n, d, out); break;
+    case 1: values_pass<G, 1>(p, v, vs, n, d, out); break;
+    default: break;
   }
 }
 
