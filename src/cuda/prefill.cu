@@ -1,3 +1,5 @@
+#include <type_traits>
+
 #include "cuda/common.cuh"
 #include "cuda/dequant.cuh"
 #include "cuda/matvec_device.cuh"
@@ -76,9 +78,7 @@ __global__ void __launch_bounds__(kQgemmThreads) qgemm_kernel(const uint8_t* w, 
       *o = accumulate ? *o + v : v;
     }
   };
-  constexpr bool kBlock32 = WT == DType::Q8_0 || WT == DType::Q4_0 || WT == DType::Q5_0 || WT == DType::Q4_1 ||
-                            WT == DType::Q5_1;
-  if constexpr (kBlock32) {
+  if constexpr (!is_kquant(WT)) {
     const int n = t1 - t0;
     const uint4* src = reinterpret_cast<const uint4*>(acts + t0 * qb);
     for (int64_t i = threadIdx.x; i < n * qb / 16; i += blockDim.x) staged4[i] = src[i];
@@ -203,16 +203,19 @@ void launch_rows(RowOp op, const float* x, const float* x2, int64_t stride, cons
   QUARREL_CUDA_CHECK(cudaGetLastError());
 }
 
+// What rows_kernel writes for activations of vec-dot type VT: the GEMM's
+// element type for float weights, quantized bytes otherwise.
+template <DType VT>
+using RowOut = std::conditional_t<
+    VT == DType::F16, __half,
+    std::conditional_t<VT == DType::BF16, __nv_bfloat16, std::conditional_t<VT == DType::F32, float, uint8_t>>>;
+
 void rows_for_gemm(DType wtype, RowOp op, const float* x, const float* x2, int64_t stride, const float* norm_w,
                    float eps, int T, int k, void* out, cudaStream_t s) {
   switch (wtype) {
-    case DType::F16: return launch_rows<DType::F16, __half>(op, x, x2, stride, norm_w, eps, T, k, out, s);
-    case DType::BF16: return launch_rows<DType::BF16, __nv_bfloat16>(op, x, x2, stride, norm_w, eps, T, k, out, s);
-    case DType::F32: return launch_rows<DType::F32, float>(op, x, x2, stride, norm_w, eps, T, k, out, s);
 #define X(W, V) \
-  case DType::W: return launch_rows<DType::V, uint8_t>(op, x, x2, stride, norm_w, eps, T, k, out, s);
-    X(Q8_0, Q8_0) X(Q4_0, Q8_0) X(Q5_0, Q8_0) X(Q4_1, Q8_1) X(Q5_1, Q8_1) X(Q2_K, Q8_K) X(Q3_K, Q8_K)
-    X(Q4_K, Q8_K) X(Q5_K, Q8_K) X(Q6_K, Q8_K)
+  case DType::W: return launch_rows<DType::V, RowOut<DType::V>>(op, x, x2, stride, norm_w, eps, T, k, out, s);
+    QUARREL_WEIGHT_TYPES(X)
 #undef X
     default: fail_message(cat("CUDA rows_for_gemm: type ", tensor::dtype_name(wtype), " is not supported"));
   }
@@ -228,24 +231,30 @@ void gather_rows(const float* x, const int32_t* idx, int n, int k, float* out, c
   QUARREL_CUDA_CHECK(cudaGetLastError());
 }
 
+template <DType WT>
+void launch_qgemm(const uint8_t* w, int64_t row_bytes, int rows, int k, const uint8_t* acts, int T, float* out,
+                  int64_t ld_out, bool accumulate, cudaStream_t s) {
+  if constexpr (!is_quantized(WT)) {
+    fail_message(cat("CUDA qgemm: type ", tensor::dtype_name(WT), " is not quantized"));
+  } else {
+    const dim3 grid((rows + kQgemmThreads / kQGroup - 1) / (kQgemmThreads / kQGroup),
+                    (T + kQgemmTokens - 1) / kQgemmTokens);
+    const size_t smem = is_kquant(WT) ? 0 : kQgemmTokens * static_cast<size_t>(qacts_bytes(k));
+    if (smem > 200 * 1024) fail_message(cat("qgemm: row length ", k, " is too long for shared memory"));
+    allow_large_smem(qgemm_kernel<WT>);
+    qgemm_kernel<WT><<<grid, kQgemmThreads, smem, s>>>(w, row_bytes, rows, k, acts, T, out, ld_out, accumulate);
+  }
+}
+
 void qgemm(DType t, const uint8_t* w, int64_t row_bytes, int rows, int k, const void* x, int T, float* out,
            int64_t ld_out, float beta, cudaStream_t s) {
-  const dim3 grid((rows + kQgemmThreads / kQGroup - 1) / (kQgemmThreads / kQGroup),
-                  (T + kQgemmTokens - 1) / kQgemmTokens);
   const auto* acts = static_cast<const uint8_t*>(x);
-  const size_t smem = t == DType::Q2_K || t == DType::Q3_K || t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K
-                          ? 0
-                          : kQgemmTokens * static_cast<size_t>(qacts_bytes(k));
-  if (smem > 200 * 1024) fail_message(cat("qgemm: row length ", k, " is too long for shared memory"));
   switch (t) {
-#define X(W)                                                                                         \
-  case DType::W:                                                                                     \
-    allow_large_smem(qgemm_kernel<DType::W>);                                                        \
-    qgemm_kernel<DType::W><<<grid, kQgemmThreads, smem, s>>>(w, row_bytes, rows, k, acts, T, out, ld_out, beta != 0); \
-    break;
-    X(Q8_0) X(Q4_0) X(Q5_0) X(Q4_1) X(Q5_1) X(Q2_K) X(Q3_K) X(Q4_K) X(Q5_K) X(Q6_K)
+#define X(W, V) \
+  case DType::W: launch_qgemm<DType::W>(w, row_bytes, rows, k, acts, T, out, ld_out, beta != 0, s); break;
+    QUARREL_WEIGHT_TYPES(X)
 #undef X
-    default: fail_message(cat("CUDA qgemm: type ", tensor::dtype_name(t), " is not quantized"));
+    default: fail_message(cat("CUDA qgemm: type ", tensor::dtype_name(t), " is not supported"));
   }
   QUARREL_CUDA_CHECK(cudaGetLastError());
 }

@@ -36,6 +36,11 @@ __host__ __device__ constexpr bool is_quantized(DType t) {
   return t != DType::F32 && t != DType::F16 && t != DType::BF16;
 }
 
+// True for the K-quants (256-element super-blocks, Q8_K activations).
+__host__ __device__ constexpr bool is_kquant(DType t) {
+  return t == DType::Q2_K || t == DType::Q3_K || t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K;
+}
+
 // True for the activation formats of quantized weights.
 __host__ __device__ constexpr bool is_quantized_act(DType vt) {
   return vt == DType::Q8_0 || vt == DType::Q8_1 || vt == DType::Q8_K;
@@ -246,6 +251,33 @@ __device__ __forceinline__ int group_isum(int v, unsigned mask) {
   return v;
 }
 
+// A Q4_0 block's 32 quants minus 8, as signed bytes in element order (four
+// per int), for dp4a against the activation block's eight ints.
+__device__ __forceinline__ void q4_0_quants(const uint8_t* b, int (&w)[8]) {
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const int q = load_u16x2(b + 2 + 4 * j);
+    w[j] = static_cast<int>(__vsub4(q & 0x0f0f0f0f, 0x08080808));
+    w[j + 4] = static_cast<int>(__vsub4((q >> 4) & 0x0f0f0f0f, 0x08080808));
+  }
+}
+
+__device__ __forceinline__ int block_isum(const int (&w)[8], const int8_t* xq) {
+  const int* x = reinterpret_cast<const int*>(xq);
+  int sum = 0;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) sum = __dp4a(w[j], x[j], sum);
+  return sum;
+}
+
+// The CPU's horizontal sum of its eight lanes (one per thread of a group):
+// ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)), valid in lane 0.
+__device__ __forceinline__ float lane_hsum(float v, unsigned mask) {
+  v = v + __shfl_down_sync(mask, v, 4, kQGroup);
+  v = v + __shfl_down_sync(mask, v, 2, kQGroup);
+  return v + __shfl_down_sync(mask, v, 1, kQGroup);
+}
+
 // The dot product of one weight row (k elements of type WT) with a quantized
 // activation row, computed by the kQGroup threads of a group (l = 0..7, all
 // in `mask`). The result is valid in lane l == 0.
@@ -265,15 +297,9 @@ __device__ __forceinline__ float qdot(const uint8_t* row, const QActs& a, int k,
       for (int h = 0; h < 2; ++h) {
         const int c = min(c0 + h * kQGroup + l, nb - 1);
         const uint8_t* b = row + 18 * c;
-        const int* x = reinterpret_cast<const int*>(a.q + 32 * c);
-        int sum = 0;
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const int w = load_u16x2(b + 2 + 4 * j);
-          sum = __dp4a(static_cast<int>(__vsub4(w & 0x0f0f0f0f, 0x08080808)), x[j], sum);
-          sum = __dp4a(static_cast<int>(__vsub4((w >> 4) & 0x0f0f0f0f, 0x08080808)), x[j + 4], sum);
-        }
-        isum[h] = sum;
+        int w[8];
+        q4_0_quants(b, w);
+        isum[h] = block_isum(w, a.q + 32 * c);
         dd[h] = load_half(b) * a.d[c];
       }
 #pragma unroll
@@ -314,10 +340,7 @@ __device__ __forceinline__ float qdot(const uint8_t* row, const QActs& a, int k,
         if constexpr (kMin) accm = accm + mw[u] * a.s[c];
       }
     }
-    // The CPU's hsum: ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)).
-    acc = acc + __shfl_down_sync(mask, acc, 4, kQGroup);
-    acc = acc + __shfl_down_sync(mask, acc, 2, kQGroup);
-    acc = acc + __shfl_down_sync(mask, acc, 1, kQGroup);
+    acc = lane_hsum(acc, mask);
     return kMin ? acc + accm : acc;
   } else {
     constexpr int BB = block_bytes<WT>(), SUB = ksub_size<WT>(), DO = kd_offset<WT>();
@@ -378,8 +401,7 @@ __device__ __forceinline__ float qdot(const uint8_t* row, const QActs& a, int k,
 template <DType WT, int NT>
 __device__ __forceinline__ void qdot_rows(const uint8_t* row, const QActs* a, int n, int k, int l, unsigned mask,
                                           float (&out)[NT]) {
-  static_assert(block_bytes<WT>() > 0 && WT != DType::Q2_K && WT != DType::Q3_K && WT != DType::Q4_K &&
-                WT != DType::Q5_K && WT != DType::Q6_K);
+  static_assert(is_quantized(WT) && !is_kquant(WT));
   const int nb = k / 32;
   float acc[NT];
 #pragma unroll
@@ -390,23 +412,14 @@ __device__ __forceinline__ void qdot_rows(const uint8_t* row, const QActs* a, in
       // This lane's whole block c0 + l, for every row; then the chains.
       const int c = min(c0 + l, nb - 1);
       const uint8_t* b = row + 18 * c;
-      int w[8];  // the block's 32 quants minus 8, as signed bytes, in element order
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int q = load_u16x2(b + 2 + 4 * j);
-        w[j] = static_cast<int>(__vsub4(q & 0x0f0f0f0f, 0x08080808));
-        w[j + 4] = static_cast<int>(__vsub4((q >> 4) & 0x0f0f0f0f, 0x08080808));
-      }
+      int w[8];
+      q4_0_quants(b, w);
       const float dw = load_half(b);
       int isum[NT];
       float dd[NT];
 #pragma unroll
       for (int t = 0; t < NT; ++t) {
-        const int* x = reinterpret_cast<const int*>(a[t].q + 32 * c);
-        int sum = 0;
-#pragma unroll
-        for (int j = 0; j < 8; ++j) sum = __dp4a(w[j], x[j], sum);
-        isum[t] = sum;
+        isum[t] = block_isum(w, a[t].q + 32 * c);
         dd[t] = dw * a[t].d[c];
       }
 #pragma unroll
@@ -442,10 +455,7 @@ __device__ __forceinline__ void qdot_rows(const uint8_t* row, const QActs* a, in
     }
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
-      float v = acc[t];
-      v = v + __shfl_down_sync(mask, v, 4, kQGroup);
-      v = v + __shfl_down_sync(mask, v, 2, kQGroup);
-      v = v + __shfl_down_sync(mask, v, 1, kQGroup);
+      const float v = lane_hsum(acc[t], mask);
       out[t] = kMin ? v + accm[t] : v;
     }
   }
