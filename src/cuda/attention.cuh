@@ -23,4 +23,12 @@ void attention(const AttentionShape& sh, int T, const float* q, const void* k_ca
                const int32_t* pos, const int32_t* seq, int index_stride, float* out, bool programmatic,
                cudaStream_t s);
 
+// The same attention for a prefill batch whose T tokens all belong to one
+// sequence (seq[0]) and whose positions are below max_pos: tiles of tokens
+// share each staged K/V row, with bit-identical results. Returns false (and
+// launches nothing) when the shape does not fit; call attention() then.
+bool attention_prefill(const AttentionShape& sh, int T, int max_pos, const float* q, const void* k_cache,
+                       const void* v_cache, bool kv_f32, const int32_t* pos, const int32_t* seq, float* out,
+                       cudaStream_t s);
+
 }  // namespace quarrel::cuda

@@ -54,7 +54,9 @@ class DeviceArena {
   T* alloc(size_t count) {
     void* p = nullptr;
     if (count == 0) count = 1;
-    QUARREL_CUDA_CHECK(cudaMalloc(&p, count * sizeof(T)));
+    // 16 bytes of slack: the persistent kernel copies quantized rows in
+    // aligned 16-byte pieces, which may reach past the last row's end.
+    QUARREL_CUDA_CHECK(cudaMalloc(&p, count * sizeof(T) + 16));
     blocks_.push_back(p);
     return static_cast<T*>(p);
   }
@@ -117,6 +119,9 @@ class CudaBackend final : public runtime::Backend {
   // Batches of up to kGraphRows rows (server decode steps), one graph per
   // (rows, outputs) shape, captured on first use.
   static constexpr int kGraphRows = 64;
+  // Prefill by tiles of tokens (attention_prefill) when > 0: one more than
+  // the batch's largest position. Set by prefill() for one-sequence batches.
+  int tile_max_pos_ = 0;
   std::unordered_map<int, cudaGraphExec_t> batch_graphs_;
   // The persistent whole-step kernel (decode_fused.cuh), when every layer
   // matrix has one type it supports; otherwise five kernels per layer.
@@ -329,7 +334,7 @@ void CudaBackend::setup_fused() {
       if (mm->type != t) return;
   }
   if (!fused_decode_supported(t) || c_.head_dim % 4 != 0 || c_.gqa_ratio() > kMaxFusedGroup) return;
-  if (fused_smem_bytes(a) > 200 * 1024) return;  // a long context: five kernels per layer
+  if (fused_smem_bytes(t, a) > kMaxDynamicSmem) return;  // a long context: five kernels per layer
   FusedLayer* d_layers = arena_.alloc<FusedLayer>(host_layers_.size());
   QUARREL_CUDA_CHECK(cudaMemcpy(d_layers, host_layers_.data(), host_layers_.size() * sizeof(FusedLayer),
                                 cudaMemcpyHostToDevice));
@@ -346,7 +351,7 @@ void CudaBackend::decode_step() {
   embed_rows(tok_embd_.type, tok_embd_.data, tok_embd_.row_bytes, E, d_step_, 1, d_x_, stream_);
   const AttentionShape sh{static_cast<int>(c_.n_head), static_cast<int>(c_.n_head_kv), static_cast<int>(c_.head_dim),
                           opts_.n_ctx, 1.0f / std::sqrt(static_cast<float>(c_.head_dim))};
-  if (fused_) decode_layers(fused_type_, fused_step_, n_sm_, stream_);
+  if (fused_) decode_layers(fused_type_, fused_step_, host_layers_.front(), n_sm_, stream_);
   for (size_t il = 0; il < (fused_ ? 0 : layers_.size()); ++il) {
     const DevLayer& L = layers_[il];
     const FusedLayer& H = host_layers_[il];
@@ -462,6 +467,7 @@ void CudaBackend::prefill(std::span<const BatchEntry> batch, float* logits, int3
                                      stream_));
 
   const int key = T * (kGraphRows + 1) + n_out;
+  tile_max_pos_ = 0;
   if (T <= kGraphRows && n_out > 0) {
     // A batch of decode rows (the server's continuous batching): replay the
     // graph captured for this (rows, outputs) shape; the step's tokens,
@@ -485,6 +491,15 @@ void CudaBackend::prefill(std::span<const BatchEntry> batch, float* logits, int3
     }
     QUARREL_CUDA_CHECK(cudaGraphLaunch(it->second, stream_));
   } else {
+    // A prompt of one sequence (not replayed from a graph, so the choice is
+    // made per batch): attention by tiles of tokens.
+    bool one_seq = true;
+    int max_pos = 0;
+    for (int t = 0; t < T; ++t) {
+      one_seq = one_seq && h_seq[t] == h_seq[0];
+      max_pos = std::max(max_pos, h_pos[t] + 1);
+    }
+    if (one_seq) tile_max_pos_ = max_pos;
     prefill_kernels(T, n_out);
   }
   int32_t* h_greedy = h_batch_ + 4 * opts_.n_batch;
@@ -523,7 +538,9 @@ void CudaBackend::prefill_kernels(int T, int n_out) {
     RopeArgs r = ra;
     r.bias = L.bias_qkv;
     rope_and_store(r, T, p_q_, p_k_, p_v_, d_pos_, d_seq_, kc, vc, kv_f32_, stream_);
-    attention(sh, T, p_q_, kc, vc, kv_f32_, d_pos_, d_seq_, 1, p_attn_, /*programmatic=*/false, stream_);
+    if (!(tile_max_pos_ > 0 && attention_prefill(sh, T, tile_max_pos_, p_q_, kc, vc, kv_f32_, d_pos_, d_seq_,
+                                                 p_attn_, stream_)))
+      attention(sh, T, p_q_, kc, vc, kv_f32_, d_pos_, d_seq_, 1, p_attn_, /*programmatic=*/false, stream_);
     rows_for_gemm(L.wo.type, RowOp::Plain, p_attn_, nullptr, QD, nullptr, 0, T, QD, p_act_, stream_);
     gemm(L.wo, p_act_, T, p_x_, E, 1.0f);
     rows_for_gemm(L.w_gate.type, RowOp::Norm, p_x_, nullptr, E, L.ffn_norm, c_.rms_eps, T, E, p_act_, stream_);
@@ -578,6 +595,37 @@ void dot_rows_on_device(DType t, const uint8_t* rows, int64_t row_bytes, int n_r
   for (void* p : {static_cast<void*>(d_rows), static_cast<void*>(d_acts), static_cast<void*>(d_x),
                   static_cast<void*>(d_out)})
     cudaFree(p);
+}
+
+bool attention_on_device(int n_head, int n_head_kv, int head_dim, int n_ctx, int T, const float* q, const float* k,
+                         const float* v, const int32_t* pos, bool tiled, float* out) {
+  const AttentionShape sh{n_head, n_head_kv, head_dim, n_ctx, 1.0f / std::sqrt(static_cast<float>(head_dim))};
+  const size_t qn = static_cast<size_t>(T) * n_head * head_dim, kvn = static_cast<size_t>(n_ctx) * n_head_kv * head_dim;
+  float *d_q = nullptr, *d_k = nullptr, *d_v = nullptr, *d_out = nullptr;
+  int32_t *d_pos = nullptr, *d_seq = nullptr;
+  QUARREL_CUDA_CHECK(cudaMalloc(&d_q, qn * sizeof(float)));
+  QUARREL_CUDA_CHECK(cudaMalloc(&d_out, qn * sizeof(float)));
+  QUARREL_CUDA_CHECK(cudaMalloc(&d_k, kvn * sizeof(float)));
+  QUARREL_CUDA_CHECK(cudaMalloc(&d_v, kvn * sizeof(float)));
+  QUARREL_CUDA_CHECK(cudaMalloc(&d_pos, T * sizeof(int32_t)));
+  QUARREL_CUDA_CHECK(cudaMalloc(&d_seq, T * sizeof(int32_t)));
+  QUARREL_CUDA_CHECK(cudaMemcpy(d_q, q, qn * sizeof(float), cudaMemcpyHostToDevice));
+  QUARREL_CUDA_CHECK(cudaMemcpy(d_k, k, kvn * sizeof(float), cudaMemcpyHostToDevice));
+  QUARREL_CUDA_CHECK(cudaMemcpy(d_v, v, kvn * sizeof(float), cudaMemcpyHostToDevice));
+  QUARREL_CUDA_CHECK(cudaMemcpy(d_pos, pos, T * sizeof(int32_t), cudaMemcpyHostToDevice));
+  QUARREL_CUDA_CHECK(cudaMemset(d_seq, 0, T * sizeof(int32_t)));
+  QUARREL_CUDA_CHECK(cudaMemset(d_out, 0xff, qn * sizeof(float)));  // NaN: every output must be written
+  const int max_pos = *std::max_element(pos, pos + T) + 1;
+  bool ran = false;
+  if (tiled)
+    ran = attention_prefill(sh, T, max_pos, d_q, d_k, d_v, /*kv_f32=*/true, d_pos, d_seq, d_out, nullptr);
+  else
+    attention(sh, T, d_q, d_k, d_v, /*kv_f32=*/true, d_pos, d_seq, 1, d_out, false, nullptr);
+  QUARREL_CUDA_CHECK(cudaMemcpy(out, d_out, qn * sizeof(float), cudaMemcpyDeviceToHost));
+  for (void* p : {static_cast<void*>(d_q), static_cast<void*>(d_k), static_cast<void*>(d_v), static_cast<void*>(d_out),
+                  static_cast<void*>(d_pos), static_cast<void*>(d_seq)})
+    cudaFree(p);
+  return !tiled || ran;
 }
 
 std::unique_ptr<runtime::Backend> make_backend(const model::Model& m, runtime::BackendOptions opts) {

@@ -76,15 +76,19 @@ __device__ __forceinline__ float rms_scale(double sum_squares, int n, float eps)
   return 1.0f / sqrtf(static_cast<float>(sum_squares / n) + eps);
 }
 
-// Lets a kernel use up to 200 KB of dynamic shared memory. The attribute is
-// set once per kernel, not on every launch of the prefill path.
+// Dynamic shared memory a kernel may have: the 227 KB of an sm_90
+// multiprocessor, less room for the kernels' static shared memory.
+constexpr size_t kMaxDynamicSmem = 224 * 1024;
+
+// Lets a kernel use up to kMaxDynamicSmem. The attribute is set once per
+// kernel, not on every launch of the prefill path.
 template <typename... KArgs>
 void allow_large_smem(void (*kernel)(KArgs...)) {
   static std::mutex mu;
   static std::unordered_set<const void*> done;
   std::lock_guard<std::mutex> lock(mu);
   if (!done.insert(reinterpret_cast<const void*>(kernel)).second) return;
-  QUARREL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024));
+  QUARREL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kMaxDynamicSmem)));
 }
 
 // Launches with programmatic stream serialization: the kernel may start while

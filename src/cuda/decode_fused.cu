@@ -1,6 +1,8 @@
 #include "cuda/decode_fused.cuh"
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 
 #include "cuda/attention_device.cuh"
 #include "cuda/common.cuh"
@@ -17,21 +19,32 @@ constexpr int kWarps = kMatvecWarps;
 // anyway, and prefetching them would evict the current stage's rows.
 constexpr int64_t kPrefetchBytes = 16 << 20;
 
-// Every block arrives, then waits until all have: thread 0 counts the block
-// in and spins on the counter.
-__device__ __forceinline__ void grid_barrier(unsigned int* counter, unsigned int& target) {
+// The grid barrier in two halves, so that a block can start its copies for
+// the next stage between them: every block arrives (grid_arrive), then waits
+// until all have (grid_wait). Thread 0 counts the block in and spins on the
+// counter. The copies go after the arrival because a release waits for the
+// thread's outstanding memory operations, cp.async copies included.
+__device__ __forceinline__ void grid_arrive(unsigned int* counter, unsigned int& target) {
   target += gridDim.x;
   __syncthreads();
+  // A release add publishes the block's writes (ordered before it by the
+  // __syncthreads above); the acquire loads make the other blocks' visible.
+  if (threadIdx.x == 0) asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(counter) : "memory");
+}
+
+__device__ __forceinline__ void grid_wait(const unsigned int* counter, unsigned int target) {
   if (threadIdx.x == 0) {
-    // A release add publishes the block's writes (ordered before it by the
-    // __syncthreads above); the acquire loads make the other blocks' visible.
-    asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(counter) : "memory");
     unsigned int seen;
     do {
       asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(counter) : "memory");
     } while (seen < target);
   }
   __syncthreads();
+}
+
+__device__ __forceinline__ void grid_barrier(unsigned int* counter, unsigned int& target) {
+  grid_arrive(counter, target);
+  grid_wait(counter, target);
 }
 
 // Pulls bytes [0, n) of p into L2, spread over every thread of the grid.
@@ -76,16 +89,20 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
     prefetch_span(static_cast<const uint8_t*>(L.k_cache) + first, pos * kvd * elem);
     prefetch_span(static_cast<const uint8_t*>(L.v_cache) + first, pos * kvd * elem);
   };
+  const WeightSlots slots{reinterpret_cast<uint8_t*>(smem4) + a.slot_offset, a.slot_bytes};
   LayerArgs m = layer_args(a, a.layers[0]);
+  stage_first_units<WT, O::Qkv>(m.qkv, slots, warp, n_warps);
   maybe_prefetch<O::Qkv>(m.qkv, warp, n_warps);
   prefetch_kv(a.layers[0]);
   for (int il = 0; il < a.n_layer; ++il) {
     const FusedLayer& L = a.layers[il];
     // QKV, RoPE and the KV-cache write.
     load_input<I::Norm, VT>(m.qkv, smem, red);
-    matvec_rows<WT, O::Qkv>(m.qkv, smem, warp, n_warps, unused);
+    matvec_rows<WT, O::Qkv>(m.qkv, smem, warp, n_warps, unused, slots);
+    grid_arrive(a.barrier, target);
+    stage_first_units<WT, O::Residual>(m.o, slots, warp, n_warps);
     maybe_prefetch<O::Residual>(m.o, warp, n_warps);
-    grid_barrier(a.barrier, target);
+    grid_wait(a.barrier, target);
 
     // Attention, spread over the grid: first the scores, 32 positions of the
     // query heads of one KV head per block ...
@@ -120,32 +137,65 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
 
     // Output projection into the residual.
     load_input<I::Plain, VT>(m.o, smem, red);
-    matvec_rows<WT, O::Residual>(m.o, smem, warp, n_warps, unused);
+    matvec_rows<WT, O::Residual>(m.o, smem, warp, n_warps, unused, slots);
+    grid_arrive(a.barrier, target);
+    stage_first_units<WT, O::Swiglu>(m.ffn, slots, warp, n_warps);
     maybe_prefetch<O::Residual>(m.down, warp, n_warps);
-    grid_barrier(a.barrier, target);
+    grid_wait(a.barrier, target);
 
     // RMSNorm, gate and up, SwiGLU.
     load_input<I::Norm, VT>(m.ffn, smem, red);
-    matvec_rows<WT, O::Swiglu>(m.ffn, smem, warp, n_warps, unused);
+    matvec_rows<WT, O::Swiglu>(m.ffn, smem, warp, n_warps, unused, slots);
+    grid_arrive(a.barrier, target);
+    stage_first_units<WT, O::Residual>(m.down, slots, warp, n_warps);
     const LayerArgs next = il + 1 < a.n_layer ? layer_args(a, a.layers[il + 1]) : m;
     if (il + 1 < a.n_layer) {
       maybe_prefetch<O::Qkv>(next.qkv, warp, n_warps);
       prefetch_kv(a.layers[il + 1]);
     }
-    grid_barrier(a.barrier, target);
+    grid_wait(a.barrier, target);
 
     // Down projection into the residual.
     load_input<I::Plain, VT>(m.down, smem, red);
-    matvec_rows<WT, O::Residual>(m.down, smem, warp, n_warps, unused);
-    if (il + 1 < a.n_layer) grid_barrier(a.barrier, target);
+    matvec_rows<WT, O::Residual>(m.down, smem, warp, n_warps, unused, slots);
+    if (il + 1 < a.n_layer) {
+      grid_arrive(a.barrier, target);
+      stage_first_units<WT, O::Qkv>(next.qkv, slots, warp, n_warps);
+      grid_wait(a.barrier, target);
+    }
     m = next;
   }
 }
 
+// Bytes of the largest unit (two rows) of a layer's four matvec stages that
+// fits a slot of at most `cap` bytes; 0 when none does.
+template <DType WT>
+int slot_bytes_for(const FusedStep& a, const FusedLayer& L, int64_t cap) {
+  int64_t best = 0;
+  for (int64_t rb : {L.rb_qkv, L.rb_o, L.rb_ffn, L.rb_down}) {
+    const int64_t need = 2 * staged_row_bytes<WT>(rb);
+    if (stages_units<WT>(rb, static_cast<int>(cap)) && need > best) best = need;
+  }
+  return static_cast<int>(best);
+}
+
 template <DType WT, DType VT>
-void launch(const FusedStep& a, int n_sm, cudaStream_t s) {
-  const size_t smem = fused_smem_bytes(a);
-  if (smem > 200 * 1024) fail_message(cat("fused decode: needs ", smem, " bytes of shared memory (at most 200 KB)"));
+void launch(FusedStep a, const FusedLayer& layer0, int n_sm, cudaStream_t s) {
+  const size_t base = (fused_smem_bytes(WT, a) + 15) & ~size_t{15};
+  if (base > kMaxDynamicSmem)
+    fail_message(cat("fused decode: needs ", base, " bytes of shared memory (at most ", kMaxDynamicSmem, ")"));
+  // Every layer has the first layer's row sizes: the slots are sized for them.
+  const int procs = kThreads / unit_lanes<WT>();
+  const int64_t cap = static_cast<int64_t>((kMaxDynamicSmem - base) / (2 * procs)) & ~int64_t{15};
+  a.slot_offset = static_cast<int>(base);
+  // QUARREL_CUDA_NO_SLOTS=1 reads every weight from global memory (to
+  // measure what the slots bring).
+  static const bool no_slots = [] {
+    const char* e = std::getenv("QUARREL_CUDA_NO_SLOTS");
+    return e && std::string(e) == "1";
+  }();
+  a.slot_bytes = no_slots ? 0 : slot_bytes_for<WT>(a, layer0, cap);
+  const size_t smem = base + static_cast<size_t>(2 * procs) * a.slot_bytes;
   auto run = [&](auto kernel) {
     allow_large_smem(kernel);
     int per_sm = 0;
@@ -172,12 +222,18 @@ void launch(const FusedStep& a, int n_sm, cudaStream_t s) {
 
 }  // namespace
 
-size_t fused_smem_bytes(const FusedStep& a) {
-  const int widest = std::max({a.n_embd, a.n_head * a.head_dim, a.n_ff});
+size_t fused_smem_bytes(DType t, const FusedStep& a) {
+  // The matvec input: the padded row, then the norm weights (inputs of
+  // n_embd) or the quantized row (every input, for quantized weights).
+  auto input = [&](int k, bool norm) {
+    const size_t extra = std::max<size_t>(norm ? k : 0, is_quantized(t) ? (qacts_bytes(k) + 3) / 4 : 0);
+    return padded_size(k) + extra;
+  };
+  const size_t matvec = std::max({input(a.n_embd, true), input(a.n_head * a.head_dim, false), input(a.n_ff, false)});
   const int group = a.n_head / a.n_head_kv;
   const size_t softmax = ((group * a.n_ctx + group + 3) & ~3) + kAttendChunkFloats;
   const size_t scores = ((a.n_head * a.head_dim + 3) & ~3) + 32 * (a.head_dim + 1);
-  return std::max({static_cast<size_t>(matvec_smem_floats(widest)), softmax, scores}) * sizeof(float);
+  return std::max({matvec, softmax, scores}) * sizeof(float);
 }
 
 #define QUARREL_FUSED_TYPES(X) X(F32, F32) X(F16, F16) X(BF16, BF16) X(Q8_0, Q8_0) X(Q4_0, Q8_0)
@@ -192,13 +248,13 @@ bool fused_decode_supported(DType t) {
   }
 }
 
-void decode_layers(DType t, const FusedStep& a, int n_sm, cudaStream_t s) {
+void decode_layers(DType t, const FusedStep& a, const FusedLayer& layer0, int n_sm, cudaStream_t s) {
   if (a.head_dim % 4 != 0 || a.n_head / a.n_head_kv > kMaxFusedGroup)
     fail_message(cat("fused decode: head dimension ", a.head_dim, " or GQA group ", a.n_head / a.n_head_kv,
                      " is not supported"));
   switch (t) {
 #define X(W, V) \
-  case DType::W: return launch<DType::W, DType::V>(a, n_sm, s);
+  case DType::W: return launch<DType::W, DType::V>(a, layer0, n_sm, s);
     QUARREL_FUSED_TYPES(X)
 #undef X
     default: fail_message(cat("fused decode: weight type ", tensor::dtype_name(t), " has no persistent kernel"));

@@ -47,6 +47,9 @@ struct FusedStep {
   float* h = nullptr;             // n_ff
   float* scores = nullptr;        // n_head * n_ctx: attention scores
   unsigned int* barrier = nullptr;  // one counter, zero at launch
+  // Set by decode_layers: the weight slots (matvec_device.cuh) after the
+  // first slot_offset bytes of dynamic shared memory; slot_bytes 0: none.
+  int slot_offset = 0, slot_bytes = 0;
 };
 
 // The arguments of a layer's four matvec stages, shared by the persistent
@@ -114,12 +117,15 @@ constexpr int kMaxFusedGroup = 8;
 // weight type t.
 bool fused_decode_supported(tensor::DType t);
 
-// Dynamic shared memory the kernel needs for this shape; at most 200 KB
-// can be had (the backend falls back to five kernels per layer beyond it).
-size_t fused_smem_bytes(const FusedStep& a);
+// Dynamic shared memory the kernel needs for this shape, before the weight
+// slots, which take what is left up to kMaxDynamicSmem (the backend falls
+// back to five kernels per layer when this alone is more).
+size_t fused_smem_bytes(tensor::DType t, const FusedStep& a);
 
 // Runs every layer for one token: x (after the embedding) in, x (before the
 // output norm) out. Zeroes the barrier counter first. Capturable in a graph.
-void decode_layers(tensor::DType t, const FusedStep& a, int n_sm, cudaStream_t s);
+// layer0 is the host copy of the first layer, whose row sizes size the
+// weight slots.
+void decode_layers(tensor::DType t, const FusedStep& a, const FusedLayer& layer0, int n_sm, cudaStream_t s);
 
 }  // namespace quarrel::cuda

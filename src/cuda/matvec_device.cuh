@@ -8,6 +8,8 @@
 // Everything the previous stage wrote (the input, the residual) is read with
 // __ldcg, from L2: in the persistent kernel another block wrote it a moment
 // ago, and the L1 of this multiprocessor may hold a stale copy.
+#include <cuda_pipeline.h>
+
 #include "cuda/common.cuh"
 #include "cuda/dequant.cuh"
 #include "cuda/matvec.cuh"
@@ -79,10 +81,11 @@ constexpr int unit_lanes() {
 
 // Rows ra and rb times the input, by the unit_lanes() lanes of a unit
 // (glane is the lane's index among them, mask names them); the results are
-// valid in glane 0.
+// valid in glane 0. F16/BF16 rows are read in 64-byte chunks `cs` bytes
+// apart: 64 in global memory, 80 in a weight slot (staged_row_bytes).
 template <DType WT>
 __device__ __forceinline__ void dot2(const uint8_t* ra, const uint8_t* rb, const float* xs, int k, int glane,
-                                     unsigned mask, float& sa, float& sb) {
+                                     unsigned mask, float& sa, float& sb, int cs = 64) {
   if constexpr (is_quantized(WT)) {
     const float v = qdot<WT>(glane < kQGroup ? ra : rb, input_qacts(xs, k), k, glane % kQGroup, mask);
     sa = v;
@@ -94,8 +97,8 @@ __device__ __forceinline__ void dot2(const uint8_t* ra, const uint8_t* rb, const
     const int nc = k / 32;
     uint4 cur[2][4], nxt[2][4];
     auto load = [&](int c, uint4 (&dst)[2][4]) {
-      const uint4* pa = reinterpret_cast<const uint4*>(ra + 64 * c);
-      const uint4* pb = reinterpret_cast<const uint4*>(rb + 64 * c);
+      const uint4* pa = reinterpret_cast<const uint4*>(ra + cs * c);
+      const uint4* pb = reinterpret_cast<const uint4*>(rb + cs * c);
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         dst[0][i] = pa[i];
@@ -193,46 +196,203 @@ __device__ __forceinline__ void prefetch_units(const MatvecArgs& a, int warp, in
   }
 }
 
+// A unit: its two output rows and where their weights are.
+struct Unit {
+  int ra, rb;
+  const uint8_t* pa;
+  const uint8_t* pb;
+};
+
+template <MatvecOutput OUT>
+__device__ __forceinline__ Unit unit_at(const MatvecArgs& a, int u) {
+  Unit r;
+  if constexpr (OUT == MatvecOutput::Qkv) {
+    // One rotated pair of rows of one head of q, k or v.
+    const int half = a.head_dim / 2, i = u % half;
+    const int base = (a.row_base + 2 * u) / a.head_dim * a.head_dim;
+    r.ra = base + (a.neox ? i : 2 * i);
+    r.rb = base + (a.neox ? i + half : 2 * i + 1);
+    r.pa = a.w + (r.ra - a.row_base) * a.row_bytes;
+    r.pb = a.w + (r.rb - a.row_base) * a.row_bytes;
+  } else if constexpr (OUT == MatvecOutput::Swiglu) {  // a gate row and its up row
+    r.ra = r.rb = u;
+    r.pa = a.w + u * a.row_bytes;
+    r.pb = a.w2 + u * a.row_bytes;
+  } else {  // two rows of one matrix
+    r.ra = 2 * u;
+    r.rb = min(2 * u + 1, a.rows - 1);
+    r.pa = a.w + r.ra * a.row_bytes;
+    r.pb = a.w + r.rb * a.row_bytes;
+  }
+  return r;
+}
+
+// Weight slots: shared memory where the persistent kernel copies a unit's
+// rows (cp.async) before it computes them. Each unit processor (a warp, or a
+// half-warp for quantized weights) owns two slots and works one unit ahead:
+// while it computes unit j from one slot, unit j + 1 is arriving in the other.
+// The first two units of a stage are started before the grid barrier in front
+// of the stage (stage_first_units), so their weights arrive while the grid
+// waits, and the stage only waits for its input.
+struct WeightSlots {
+  uint8_t* base = nullptr;  // the block's slots, two per unit processor
+  int bytes = 0;            // one slot; 0: read the weights from global memory
+};
+
+// What a row of row_bytes takes in a slot. F16/BF16 rows get 16 bytes of
+// padding after each 64-byte chunk: the eight lanes of one phase of a 128-bit
+// shared load then hit eight different bank groups (dot2's lanes read chunks
+// 64 bytes apart, which would be a 4-way conflict). Quantized rows are copied
+// as they are, from the 16-byte boundary at or below their start.
+template <DType WT>
+__host__ __device__ constexpr int64_t staged_row_bytes(int64_t row_bytes) {
+  if constexpr (WT == DType::F16 || WT == DType::BF16) return row_bytes / 64 * 80;
+  return (row_bytes + 31) / 16 * 16;
+}
+
+// Whether this stage's units go through the slots: for quantized weights
+// only, and rows that fit a slot. Float weights measured slower through the
+// slots on an H200 (SmolLM2 F16 1,325 against 1,402 t/s; docs/PERF.md); the
+// F16/BF16 layout below is kept for when that is understood.
+template <DType WT>
+__host__ __device__ inline bool stages_units(int64_t row_bytes, int slot_bytes) {
+  return is_quantized(WT) && slot_bytes >= 2 * staged_row_bytes<WT>(row_bytes);
+}
+
+template <DType WT>
+__device__ __forceinline__ uint8_t* slot_at(const WeightSlots& s, int j) {
+  const int proc = threadIdx.x / unit_lanes<WT>();
+  return s.base + static_cast<int64_t>(2 * proc + (j & 1)) * s.bytes;
+}
+
+// Where the copy of the row at src starts in the slot area dst.
+template <DType WT>
+__device__ __forceinline__ const uint8_t* staged_row(const uint8_t* dst, const uint8_t* src) {
+  if constexpr (WT == DType::F16 || WT == DType::BF16) return dst;
+  return dst + (reinterpret_cast<uintptr_t>(src) & 15);
+}
+
+// Starts the copy of one row into dst, by the unit_lanes() lanes of a unit.
+// F16/BF16 rows start on a 16-byte boundary (every matrix is its own
+// allocation and rows are whole 64-byte chunks); a quantized row's copy may
+// read up to 15 bytes either side of it, inside the padded allocation.
+template <DType WT>
+__device__ __forceinline__ void stage_row(uint8_t* dst, const uint8_t* src, int64_t n, int glane) {
+  constexpr int G = unit_lanes<WT>();
+  if constexpr (WT == DType::F16 || WT == DType::BF16) {
+    for (int p = glane; p < n / 16; p += G) __pipeline_memcpy_async(dst + 16 * (p + p / 4), src + 16 * p, 16);
+  } else {
+    const uintptr_t s = reinterpret_cast<uintptr_t>(src);
+    const uint8_t* lo = reinterpret_cast<const uint8_t*>(s & ~uintptr_t{15});
+    const int64_t span = static_cast<int64_t>(((s + n + 15) & ~uintptr_t{15}) - (s & ~uintptr_t{15}));
+    for (int64_t off = 16 * glane; off < span; off += 16 * G) __pipeline_memcpy_async(dst + off, lo + off, 16);
+  }
+}
+
+// Starts copying unit u (when there is one) into slot j, and commits the
+// copies as one group, empty or not, so that every processor counts groups
+// alike: unit j is complete once all but the latest group are.
+template <DType WT, MatvecOutput OUT>
+__device__ __forceinline__ void stage_unit(const MatvecArgs& a, const WeightSlots& s, int u, int j, int glane) {
+  if (u < matvec_units<OUT>(a.rows)) {
+    const Unit r = unit_at<OUT>(a, u);
+    uint8_t* dst = slot_at<WT>(s, j);
+    stage_row<WT>(dst, r.pa, a.row_bytes, glane);
+    stage_row<WT>(dst + staged_row_bytes<WT>(a.row_bytes), r.pb, a.row_bytes, glane);
+  }
+  __pipeline_commit();
+}
+
+// This lane's unit processor: its first unit and the stride between its units.
+template <DType WT>
+__device__ __forceinline__ void unit_walk(int warp, int n_warps, int& first, int& stride) {
+  constexpr int G = unit_lanes<WT>();
+  first = warp * (kWarp / G) + (threadIdx.x % kWarp) / G;
+  stride = n_warps * (kWarp / G);
+}
+
+// Starts the copies of this processor's first two units of the stage `a`
+// describes. Every thread calls it, after its last read of the slots in the
+// stage before.
+template <DType WT, MatvecOutput OUT>
+__device__ __forceinline__ void stage_first_units(const MatvecArgs& a, const WeightSlots& s, int warp, int n_warps) {
+  if (!stages_units<WT>(a.row_bytes, s.bytes)) return;
+  int first, stride;
+  unit_walk<WT>(warp, n_warps, first, stride);
+  const int glane = threadIdx.x % unit_lanes<WT>();
+  stage_unit<WT, OUT>(a, s, first, 0, glane);
+  stage_unit<WT, OUT>(a, s, first + stride, 1, glane);
+}
+
 // The units of warp `warp` of `n_warps`, on the input already in xs. For
 // Logits, `best` collects this lane's packed (value, index) maximum.
+// With slots (the persistent kernel), the stage's first two units must have
+// been started by stage_first_units.
 template <DType WT, MatvecOutput OUT>
-__device__ void matvec_rows(const MatvecArgs& a, const float* xs, int warp, int n_warps, unsigned long long& best) {
+__device__ void matvec_rows(const MatvecArgs& a, const float* xs, int warp, int n_warps, unsigned long long& best,
+                            const WeightSlots& slots = {}) {
   constexpr int G = unit_lanes<WT>();
   const int lane = threadIdx.x % kWarp, glane = lane % G;
   const unsigned mask = (0xffffffffu >> (kWarp - G)) << (lane - glane);
-  // Unit processors: warps, or half-warps for quantized weights.
-  const int first = warp * (kWarp / G) + lane / G, stride = n_warps * (kWarp / G);
+  int first, stride;
+  unit_walk<WT>(warp, n_warps, first, stride);
+  const bool staged = stages_units<WT>(a.row_bytes, slots.bytes);
+  const int64_t srb = staged_row_bytes<WT>(a.row_bytes);
+  const int half = a.head_dim / 2;
+  int pos = 0, seq = 0;
   if constexpr (OUT == MatvecOutput::Qkv) {
-    // A unit is one rotated pair of rows of one head of q, k or v.
-    const int half = a.head_dim / 2;
-    const int q_dim = a.n_head * a.head_dim, kv_dim = a.n_head_kv * a.head_dim;
-    const int pos = a.step[1], seq = a.step[2];
-    for (int u = first; u < a.rows / 2; u += stride) {
-      const int head = (a.row_base + 2 * u) / a.head_dim, i = u % half;
-      const int base = head * a.head_dim;
-      const int ra = base + (a.neox ? i : 2 * i), rb = base + (a.neox ? i + half : 2 * i + 1);
-      // The epilogue's loads first, so they overlap the weights'.
-      const float cs = a.rope_cos[pos * half + i], sn = a.rope_sin[pos * half + i];
-      const float ba = a.bias ? a.bias[ra] : 0.0f, bb = a.bias ? a.bias[rb] : 0.0f;
-      float va, vb;
-      dot2<WT>(a.w + (ra - a.row_base) * a.row_bytes, a.w + (rb - a.row_base) * a.row_bytes, xs, a.k, glane, mask,
-               va, vb);
-      if (glane != 0) continue;
+    pos = a.step[1];
+    seq = a.step[2];
+  }
+  int j = 0;  // the unit's index among this processor's: its slot is j % 2
+  for (int u = first; u < matvec_units<OUT>(a.rows); u += stride, ++j) {
+    const Unit r = unit_at<OUT>(a, u);
+    // The epilogue's loads first, so they overlap the weights'.
+    float e0 = 0, e1 = 0, ba = 0, bb = 0;
+    if constexpr (OUT == MatvecOutput::Qkv) {
+      e0 = a.rope_cos[pos * half + u % half];
+      e1 = a.rope_sin[pos * half + u % half];
+      if (a.bias) {
+        ba = a.bias[r.ra];
+        bb = a.bias[r.rb];
+      }
+    } else if constexpr (OUT == MatvecOutput::Residual) {
+      e0 = __ldcg(a.out + r.ra);
+      e1 = __ldcg(a.out + r.rb);
+    }
+    const uint8_t* pa = r.pa;
+    const uint8_t* pb = r.pb;
+    if (staged) {
+      __pipeline_wait_prior(1);  // unit j has arrived (only unit j + 1 may be in flight)
+      __syncwarp(mask);          // ... for the copies of every lane of the processor
+      const uint8_t* dst = slot_at<WT>(slots, j);
+      pa = staged_row<WT>(dst, r.pa);
+      pb = staged_row<WT>(dst + srb, r.pb);
+    }
+    float va, vb;
+    dot2<WT>(pa, pb, xs, a.k, glane, mask, va, vb, staged ? 80 : 64);
+    if (staged) {
+      __syncwarp(mask);  // every lane is done with slot j: refill it two units ahead
+      stage_unit<WT, OUT>(a, slots, u + 2 * stride, j, glane);
+    }
+    if (glane != 0) continue;
+    if constexpr (OUT == MatvecOutput::Qkv) {
+      const int q_dim = a.n_head * a.head_dim, kv_dim = a.n_head_kv * a.head_dim;
       if (a.bias) {
         va += ba;
         vb += bb;
       }
-      if (ra < q_dim + kv_dim) {  // q and k are rotated
+      if (r.ra < q_dim + kv_dim) {  // q and k are rotated
         const float x0 = va, x1 = vb;
-        va = x0 * cs - x1 * sn;
-        vb = x0 * sn + x1 * cs;
+        va = x0 * e0 - x1 * e1;
+        vb = x0 * e1 + x1 * e0;
       }
-      if (ra < q_dim) {
-        a.out[ra] = va;
-        a.out[rb] = vb;
+      if (r.ra < q_dim) {
+        a.out[r.ra] = va;
+        a.out[r.rb] = vb;
       } else {
-        const bool is_k = ra < q_dim + kv_dim;
-        const int off = ra - q_dim - (is_k ? 0 : kv_dim), offb = rb - q_dim - (is_k ? 0 : kv_dim);
+        const bool is_k = r.ra < q_dim + kv_dim;
+        const int off = r.ra - q_dim - (is_k ? 0 : kv_dim), offb = r.rb - q_dim - (is_k ? 0 : kv_dim);
         const int64_t at = (static_cast<int64_t>(seq) * a.n_ctx + pos) * kv_dim;
         void* cache = is_k ? a.k_cache : a.v_cache;
         if (a.kv_f32) {
@@ -243,38 +403,21 @@ __device__ void matvec_rows(const MatvecArgs& a, const float* xs, int warp, int 
           static_cast<__half*>(cache)[at + offb] = __float2half_rn(vb);
         }
       }
+    } else if constexpr (OUT == MatvecOutput::Swiglu) {
+      a.out[r.ra] = swiglu_cpu(va, vb, r.ra, a.rows);
+    } else if constexpr (OUT == MatvecOutput::Residual) {
+      a.out[r.ra] = e0 + va;
+      if (r.rb != r.ra) a.out[r.rb] = e1 + vb;
+    } else {
+      a.out[r.ra] = va;
+      a.out[r.rb] = vb;
+      best = max(best, max(pack_argmax(va, r.ra), pack_argmax(vb, r.rb)));
     }
-  } else if constexpr (OUT == MatvecOutput::Swiglu) {
-    for (int r = first; r < a.rows; r += stride) {
-      float g, u;
-      dot2<WT>(a.w + r * a.row_bytes, a.w2 + r * a.row_bytes, xs, a.k, glane, mask, g, u);
-      if (glane == 0) a.out[r] = swiglu_cpu(g, u, r, a.rows);
-    }
-  } else {
-    for (int u = first; u < (a.rows + 1) / 2; u += stride) {
-      const int ra = 2 * u, rb = min(2 * u + 1, a.rows - 1);
-      float res_a = 0, res_b = 0;
-      if constexpr (OUT == MatvecOutput::Residual) {  // loaded first, to overlap the weights
-        res_a = __ldcg(a.out + ra);
-        res_b = __ldcg(a.out + rb);
-      }
-      float va, vb;
-      dot2<WT>(a.w + ra * a.row_bytes, a.w + rb * a.row_bytes, xs, a.k, glane, mask, va, vb);
-      if (glane != 0) continue;
-      if constexpr (OUT == MatvecOutput::Residual) {
-        a.out[ra] = res_a + va;
-        if (rb != ra) a.out[rb] = res_b + vb;
-      } else {
-        a.out[ra] = va;
-        a.out[rb] = vb;
-        best = max(best, max(pack_argmax(va, ra), pack_argmax(vb, rb)));
-      }
-    }
-    if constexpr (OUT == MatvecOutput::Logits && G < kWarp) {
-      // The callers read lane 0's maximum: fold in the other half-warp's.
-      __syncwarp();
-      best = max(best, __shfl_xor_sync(0xffffffffu, best, G));
-    }
+  }
+  if constexpr (OUT == MatvecOutput::Logits && G < kWarp) {
+    // The callers read lane 0's maximum: fold in the other half-warp's.
+    __syncwarp();
+    best = max(best, __shfl_xor_sync(0xffffffffu, best, G));
   }
 }
 
