@@ -168,12 +168,13 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
 }
 
 // Bytes of the largest unit (two rows) of a layer's four matvec stages that
-// fits a slot of at most `cap` bytes; 0 when none does.
+// fits a slot of at most `cap` bytes; 0 when none does (and for float
+// weights, which do not use slots: matvec_device.cuh).
 template <DType WT>
-int slot_bytes_for(const FusedStep& a, const FusedLayer& L, int64_t cap) {
+int slot_bytes_for(const FusedLayer& L, int64_t cap) {
   int64_t best = 0;
   for (int64_t rb : {L.rb_qkv, L.rb_o, L.rb_ffn, L.rb_down}) {
-    const int64_t need = 2 * staged_row_bytes<WT>(rb);
+    const int64_t need = 2 * staged_row_bytes(rb);
     if (stages_units<WT>(rb, static_cast<int>(cap)) && need > best) best = need;
   }
   return static_cast<int>(best);
@@ -194,7 +195,7 @@ void launch(FusedStep a, const FusedLayer& layer0, int n_sm, cudaStream_t s) {
     const char* e = std::getenv("QUARREL_CUDA_NO_SLOTS");
     return e && std::string(e) == "1";
   }();
-  a.slot_bytes = no_slots ? 0 : slot_bytes_for<WT>(a, layer0, cap);
+  a.slot_bytes = no_slots ? 0 : slot_bytes_for<WT>(layer0, cap);
   const size_t smem = base + static_cast<size_t>(2 * procs) * a.slot_bytes;
   auto run = [&](auto kernel) {
     allow_large_smem(kernel);

@@ -81,11 +81,10 @@ constexpr int unit_lanes() {
 
 // Rows ra and rb times the input, by the unit_lanes() lanes of a unit
 // (glane is the lane's index among them, mask names them); the results are
-// valid in glane 0. F16/BF16 rows are read in 64-byte chunks `cs` bytes
-// apart: 64 in global memory, 80 in a weight slot (staged_row_bytes).
+// valid in glane 0.
 template <DType WT>
 __device__ __forceinline__ void dot2(const uint8_t* ra, const uint8_t* rb, const float* xs, int k, int glane,
-                                     unsigned mask, float& sa, float& sb, int cs = 64) {
+                                     unsigned mask, float& sa, float& sb) {
   if constexpr (is_quantized(WT)) {
     const float v = qdot<WT>(glane < kQGroup ? ra : rb, input_qacts(xs, k), k, glane % kQGroup, mask);
     sa = v;
@@ -97,8 +96,8 @@ __device__ __forceinline__ void dot2(const uint8_t* ra, const uint8_t* rb, const
     const int nc = k / 32;
     uint4 cur[2][4], nxt[2][4];
     auto load = [&](int c, uint4 (&dst)[2][4]) {
-      const uint4* pa = reinterpret_cast<const uint4*>(ra + cs * c);
-      const uint4* pb = reinterpret_cast<const uint4*>(rb + cs * c);
+      const uint4* pa = reinterpret_cast<const uint4*>(ra + 64 * c);
+      const uint4* pb = reinterpret_cast<const uint4*>(rb + 64 * c);
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         dst[0][i] = pa[i];
@@ -228,35 +227,29 @@ __device__ __forceinline__ Unit unit_at(const MatvecArgs& a, int u) {
 }
 
 // Weight slots: shared memory where the persistent kernel copies a unit's
-// rows (cp.async) before it computes them. Each unit processor (a warp, or a
-// half-warp for quantized weights) owns two slots and works one unit ahead:
-// while it computes unit j from one slot, unit j + 1 is arriving in the other.
-// The first two units of a stage are started before the grid barrier in front
-// of the stage (stage_first_units), so their weights arrive while the grid
-// waits, and the stage only waits for its input.
+// rows (cp.async) before it computes them, for quantized weights. Each unit
+// processor (a half-warp) owns two slots and works one unit ahead: while it
+// computes unit j from one slot, unit j + 1 is arriving in the other. The
+// first two units of a stage are started between the arrival and the wait of
+// the grid barrier in front of the stage (stage_first_units), so their
+// weights arrive while the grid waits. Float weights stay on global loads:
+// through slots they measured slower on an H200, both where the weights sit
+// in L2 (SmolLM2 F16, 1,325 against 1,402 t/s) and where they stream from
+// HBM (Llama-3.2-1B F16, 781 against 813); docs/PERF.md.
 struct WeightSlots {
   uint8_t* base = nullptr;  // the block's slots, two per unit processor
   int bytes = 0;            // one slot; 0: read the weights from global memory
 };
 
-// What a row of row_bytes takes in a slot. F16/BF16 rows get 16 bytes of
-// padding after each 64-byte chunk: the eight lanes of one phase of a 128-bit
-// shared load then hit eight different bank groups (dot2's lanes read chunks
-// 64 bytes apart, which would be a 4-way conflict). Quantized rows are copied
-// as they are, from the 16-byte boundary at or below their start.
-template <DType WT>
-__host__ __device__ constexpr int64_t staged_row_bytes(int64_t row_bytes) {
-  if constexpr (WT == DType::F16 || WT == DType::BF16) return row_bytes / 64 * 80;
-  return (row_bytes + 31) / 16 * 16;
-}
+// What a row of row_bytes takes in a slot: the row as it is, from the
+// 16-byte boundary at or below its start.
+__host__ __device__ constexpr int64_t staged_row_bytes(int64_t row_bytes) { return (row_bytes + 31) / 16 * 16; }
 
-// Whether this stage's units go through the slots: for quantized weights
-// only, and rows that fit a slot. Float weights measured slower through the
-// slots on an H200 (SmolLM2 F16 1,325 against 1,402 t/s; docs/PERF.md); the
-// F16/BF16 layout below is kept for when that is understood.
+// Whether this stage's units go through the slots: quantized weights whose
+// rows fit a slot.
 template <DType WT>
 __host__ __device__ inline bool stages_units(int64_t row_bytes, int slot_bytes) {
-  return is_quantized(WT) && slot_bytes >= 2 * staged_row_bytes<WT>(row_bytes);
+  return is_quantized(WT) && slot_bytes >= 2 * staged_row_bytes(row_bytes);
 }
 
 template <DType WT>
@@ -266,27 +259,20 @@ __device__ __forceinline__ uint8_t* slot_at(const WeightSlots& s, int j) {
 }
 
 // Where the copy of the row at src starts in the slot area dst.
-template <DType WT>
 __device__ __forceinline__ const uint8_t* staged_row(const uint8_t* dst, const uint8_t* src) {
-  if constexpr (WT == DType::F16 || WT == DType::BF16) return dst;
   return dst + (reinterpret_cast<uintptr_t>(src) & 15);
 }
 
-// Starts the copy of one row into dst, by the unit_lanes() lanes of a unit.
-// F16/BF16 rows start on a 16-byte boundary (every matrix is its own
-// allocation and rows are whole 64-byte chunks); a quantized row's copy may
-// read up to 15 bytes either side of it, inside the padded allocation.
+// Starts the copy of one row into dst, by the unit_lanes() lanes of a unit,
+// in aligned 16-byte pieces: it may read up to 15 bytes either side of the
+// row, inside the allocation's padding (DeviceArena).
 template <DType WT>
 __device__ __forceinline__ void stage_row(uint8_t* dst, const uint8_t* src, int64_t n, int glane) {
   constexpr int G = unit_lanes<WT>();
-  if constexpr (WT == DType::F16 || WT == DType::BF16) {
-    for (int p = glane; p < n / 16; p += G) __pipeline_memcpy_async(dst + 16 * (p + p / 4), src + 16 * p, 16);
-  } else {
-    const uintptr_t s = reinterpret_cast<uintptr_t>(src);
-    const uint8_t* lo = reinterpret_cast<const uint8_t*>(s & ~uintptr_t{15});
-    const int64_t span = static_cast<int64_t>(((s + n + 15) & ~uintptr_t{15}) - (s & ~uintptr_t{15}));
-    for (int64_t off = 16 * glane; off < span; off += 16 * G) __pipeline_memcpy_async(dst + off, lo + off, 16);
-  }
+  const uintptr_t s = reinterpret_cast<uintptr_t>(src);
+  const uint8_t* lo = reinterpret_cast<const uint8_t*>(s & ~uintptr_t{15});
+  const int64_t span = static_cast<int64_t>(((s + n + 15) & ~uintptr_t{15}) - (s & ~uintptr_t{15}));
+  for (int64_t off = 16 * glane; off < span; off += 16 * G) __pipeline_memcpy_async(dst + off, lo + off, 16);
 }
 
 // Starts copying unit u (when there is one) into slot j, and commits the
@@ -298,7 +284,7 @@ __device__ __forceinline__ void stage_unit(const MatvecArgs& a, const WeightSlot
     const Unit r = unit_at<OUT>(a, u);
     uint8_t* dst = slot_at<WT>(s, j);
     stage_row<WT>(dst, r.pa, a.row_bytes, glane);
-    stage_row<WT>(dst + staged_row_bytes<WT>(a.row_bytes), r.pb, a.row_bytes, glane);
+    stage_row<WT>(dst + staged_row_bytes(a.row_bytes), r.pb, a.row_bytes, glane);
   }
   __pipeline_commit();
 }
@@ -337,7 +323,7 @@ __device__ void matvec_rows(const MatvecArgs& a, const float* xs, int warp, int 
   int first, stride;
   unit_walk<WT>(warp, n_warps, first, stride);
   const bool staged = stages_units<WT>(a.row_bytes, slots.bytes);
-  const int64_t srb = staged_row_bytes<WT>(a.row_bytes);
+  const int64_t srb = staged_row_bytes(a.row_bytes);
   const int half = a.head_dim / 2;
   int pos = 0, seq = 0;
   if constexpr (OUT == MatvecOutput::Qkv) {
@@ -366,11 +352,11 @@ __device__ void matvec_rows(const MatvecArgs& a, const float* xs, int warp, int 
       __pipeline_wait_prior(1);  // unit j has arrived (only unit j + 1 may be in flight)
       __syncwarp(mask);          // ... for the copies of every lane of the processor
       const uint8_t* dst = slot_at<WT>(slots, j);
-      pa = staged_row<WT>(dst, r.pa);
-      pb = staged_row<WT>(dst + srb, r.pb);
+      pa = staged_row(dst, r.pa);
+      pb = staged_row(dst + srb, r.pb);
     }
     float va, vb;
-    dot2<WT>(pa, pb, xs, a.k, glane, mask, va, vb, staged ? 80 : 64);
+    dot2<WT>(pa, pb, xs, a.k, glane, mask, va, vb);
     if (staged) {
       __syncwarp(mask);  // every lane is done with slot j: refill it two units ahead
       stage_unit<WT, OUT>(a, slots, u + 2 * stride, j, glane);
