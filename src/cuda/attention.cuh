@@ -1,5 +1,6 @@
 #pragma once
-// Attention over the KV cache, one block per (query, head), computed like the
+// Attention over the KV cache, one block per (query, head) or per tile of
+// prefill tokens and KV head (attention_prefill), computed like the
 // CPU backend: all scores, their maximum, exponentials summed in double, then
 // the weighted sum of V. Quantized models amplify any difference here through
 // the next layer's activation rounding, so the arithmetic follows the CPU's.
