@@ -307,28 +307,36 @@ TEST(Cuda, DecodeStepsMatchCpu) {
 // The persistent whole-step kernel against the five-kernels-per-layer path
 // (QUARREL_CUDA_STAGED=1): the same arithmetic in the same order, so every
 // decode step's logits must agree to the bit.
+// QUARREL_CUDA_HALF_SLOTS=1 makes the persistent kernel copy quantized units
+// one at a time into both of a processor's weight slots (slot depth 1), as
+// large models' largest units go; otherwise two units are in flight.
 TEST(Cuda, FusedDecodeMatchesStagedKernels) {
   REQUIRE_GPU();
   const std::vector<int32_t> tokens = {1, 450, 2117, 2410, 310, 3444, 338, 263, 1243, 278, 29, 13};
   for (const auto& mc : model_cases()) {
-    SCOPED_TRACE(mc.path);
-    auto m = model::Model::load(mc.path);
-    runtime::BackendOptions bo;
-    bo.n_ctx = 64;
-    auto fused = runtime::make_backend(runtime::BackendKind::Cuda, *m, bo);
-    setenv("QUARREL_CUDA_STAGED", "1", 1);
-    auto staged = runtime::make_backend(runtime::BackendKind::Cuda, *m, bo);
-    unsetenv("QUARREL_CUDA_STAGED");
-    runtime::Session sf(*fused, m->config), ss(*staged, m->config);
-    const int64_t V = m->config.n_vocab;
-    for (size_t i = 0; i < tokens.size(); ++i) {
-      const int32_t one[1] = {tokens[i]};
-      const float* f = sf.eval(one);
-      std::vector<float> fl(f, f + V);
-      const float* g = ss.eval(one);
-      int64_t differ = 0;
-      for (int64_t j = 0; j < V; ++j) differ += fl[j] != g[j];
-      EXPECT_EQ(differ, 0) << "logits that differ at decode step " << i;
+    for (const char* half_slots : {"0", "1"}) {
+      SCOPED_TRACE(mc.path + " half slots " + half_slots);
+      auto m = model::Model::load(mc.path);
+      runtime::BackendOptions bo;
+      bo.n_ctx = 64;
+      // Read when the decode graph is captured, at the first step.
+      setenv("QUARREL_CUDA_HALF_SLOTS", half_slots, 1);
+      auto fused = runtime::make_backend(runtime::BackendKind::Cuda, *m, bo);
+      setenv("QUARREL_CUDA_STAGED", "1", 1);
+      auto staged = runtime::make_backend(runtime::BackendKind::Cuda, *m, bo);
+      unsetenv("QUARREL_CUDA_STAGED");
+      runtime::Session sf(*fused, m->config), ss(*staged, m->config);
+      const int64_t V = m->config.n_vocab;
+      for (size_t i = 0; i < tokens.size(); ++i) {
+        const int32_t one[1] = {tokens[i]};
+        const float* f = sf.eval(one);
+        std::vector<float> fl(f, f + V);
+        const float* g = ss.eval(one);
+        int64_t differ = 0;
+        for (int64_t j = 0; j < V; ++j) differ += fl[j] != g[j];
+        EXPECT_EQ(differ, 0) << "logits that differ at decode step " << i;
+      }
+      unsetenv("QUARREL_CUDA_HALF_SLOTS");
     }
   }
 }

@@ -229,10 +229,11 @@ __device__ __forceinline__ Unit unit_at(const MatvecArgs& a, int u) {
 // Weight slots: shared memory where the persistent kernel copies a unit's
 // rows (cp.async) before it computes them, for quantized weights. Each unit
 // processor (a half-warp) owns two slots and works one unit ahead: while it
-// computes unit j from one slot, unit j + 1 is arriving in the other. The
-// first two units of a stage are started between the arrival and the wait of
-// the grid barrier in front of the stage (stage_first_units), so their
-// weights arrive while the grid waits. Float weights stay on global loads:
+// computes unit j from one slot, unit j + 1 is arriving in the other (units
+// too large for one slot take both, one at a time: slot_depth). The first
+// units of a stage are started between the arrival and the wait of the grid
+// barrier in front of the stage (stage_first_units), so their weights arrive
+// while the grid waits. Float weights stay on global loads:
 // through slots they measured slower on an H200, both where the weights sit
 // in L2 (SmolLM2 F16, 1,325 against 1,402 t/s) and where they stream from
 // HBM (Llama-3.2-1B F16, 781 against 813); docs/PERF.md.
@@ -245,17 +246,22 @@ struct WeightSlots {
 // 16-byte boundary at or below its start.
 __host__ __device__ constexpr int64_t staged_row_bytes(int64_t row_bytes) { return (row_bytes + 31) / 16 * 16; }
 
-// Whether this stage's units go through the slots: quantized weights whose
-// rows fit a slot.
+// How a stage uses the slots, for quantized weights: 2 when a unit fits one
+// slot (two units in flight), 1 when it fits only the processor's two slots
+// together (one unit at a time, as Llama-3.2-1B's down projection: its
+// processors have one unit each anyway), 0 to read global memory.
 template <DType WT>
-__host__ __device__ inline bool stages_units(int64_t row_bytes, int slot_bytes) {
-  return is_quantized(WT) && slot_bytes >= 2 * staged_row_bytes(row_bytes);
+__host__ __device__ inline int slot_depth(int64_t row_bytes, int slot_bytes) {
+  if (!is_quantized(WT)) return 0;
+  const int64_t need = 2 * staged_row_bytes(row_bytes);
+  return slot_bytes >= need ? 2 : 2 * static_cast<int64_t>(slot_bytes) >= need ? 1 : 0;
 }
 
+// Where unit j of this lane's processor goes, for a stage of slot depth 1 or 2.
 template <DType WT>
-__device__ __forceinline__ uint8_t* slot_at(const WeightSlots& s, int j) {
+__device__ __forceinline__ uint8_t* slot_at(const WeightSlots& s, int j, int depth) {
   const int proc = threadIdx.x / unit_lanes<WT>();
-  return s.base + static_cast<int64_t>(2 * proc + (j & 1)) * s.bytes;
+  return s.base + static_cast<int64_t>(2 * proc + (depth == 2 ? (j & 1) : 0)) * s.bytes;
 }
 
 // Where the copy of the row at src starts in the slot area dst.
@@ -277,12 +283,13 @@ __device__ __forceinline__ void stage_row(uint8_t* dst, const uint8_t* src, int6
 
 // Starts copying unit u (when there is one) into slot j, and commits the
 // copies as one group, empty or not, so that every processor counts groups
-// alike: unit j is complete once all but the latest group are.
+// alike.
 template <DType WT, MatvecOutput OUT>
-__device__ __forceinline__ void stage_unit(const MatvecArgs& a, const WeightSlots& s, int u, int j, int glane) {
+__device__ __forceinline__ void stage_unit(const MatvecArgs& a, const WeightSlots& s, int u, int j, int depth,
+                                           int glane) {
   if (u < matvec_units<OUT>(a.rows)) {
     const Unit r = unit_at<OUT>(a, u);
-    uint8_t* dst = slot_at<WT>(s, j);
+    uint8_t* dst = slot_at<WT>(s, j, depth);
     stage_row<WT>(dst, r.pa, a.row_bytes, glane);
     stage_row<WT>(dst + staged_row_bytes(a.row_bytes), r.pb, a.row_bytes, glane);
   }
@@ -297,17 +304,18 @@ __device__ __forceinline__ void unit_walk(int warp, int n_warps, int& first, int
   stride = n_warps * (kWarp / G);
 }
 
-// Starts the copies of this processor's first two units of the stage `a`
-// describes. Every thread calls it, after its last read of the slots in the
-// stage before.
+// Starts the copies of this processor's first units of the stage `a`
+// describes (two, or one at slot depth 1). Every thread calls it, after its
+// last read of the slots in the stage before.
 template <DType WT, MatvecOutput OUT>
 __device__ __forceinline__ void stage_first_units(const MatvecArgs& a, const WeightSlots& s, int warp, int n_warps) {
-  if (!stages_units<WT>(a.row_bytes, s.bytes)) return;
+  const int depth = slot_depth<WT>(a.row_bytes, s.bytes);
+  if (depth == 0) return;
   int first, stride;
   unit_walk<WT>(warp, n_warps, first, stride);
   const int glane = threadIdx.x % unit_lanes<WT>();
-  stage_unit<WT, OUT>(a, s, first, 0, glane);
-  stage_unit<WT, OUT>(a, s, first + stride, 1, glane);
+  stage_unit<WT, OUT>(a, s, first, 0, depth, glane);
+  if (depth == 2) stage_unit<WT, OUT>(a, s, first + stride, 1, depth, glane);
 }
 
 // The units of warp `warp` of `n_warps`, on the input already in xs. For
@@ -322,7 +330,7 @@ __device__ void matvec_rows(const MatvecArgs& a, const float* xs, int warp, int 
   const unsigned mask = (0xffffffffu >> (kWarp - G)) << (lane - glane);
   int first, stride;
   unit_walk<WT>(warp, n_warps, first, stride);
-  const bool staged = stages_units<WT>(a.row_bytes, slots.bytes);
+  const int depth = slot_depth<WT>(a.row_bytes, slots.bytes);
   const int64_t srb = staged_row_bytes(a.row_bytes);
   const int half = a.head_dim / 2;
   int pos = 0, seq = 0;
@@ -348,18 +356,22 @@ __device__ void matvec_rows(const MatvecArgs& a, const float* xs, int warp, int 
     }
     const uint8_t* pa = r.pa;
     const uint8_t* pb = r.pb;
-    if (staged) {
-      __pipeline_wait_prior(1);  // unit j has arrived (only unit j + 1 may be in flight)
-      __syncwarp(mask);          // ... for the copies of every lane of the processor
-      const uint8_t* dst = slot_at<WT>(slots, j);
+    if (depth != 0) {
+      // Unit j has arrived (at depth 2, unit j + 1 may still be in flight) ...
+      if (depth == 2)
+        __pipeline_wait_prior(1);
+      else
+        __pipeline_wait_prior(0);
+      __syncwarp(mask);  // ... for the copies of every lane of the processor
+      const uint8_t* dst = slot_at<WT>(slots, j, depth);
       pa = staged_row(dst, r.pa);
       pb = staged_row(dst + srb, r.pb);
     }
     float va, vb;
     dot2<WT>(pa, pb, xs, a.k, glane, mask, va, vb);
-    if (staged) {
-      __syncwarp(mask);  // every lane is done with slot j: refill it two units ahead
-      stage_unit<WT, OUT>(a, slots, u + 2 * stride, j, glane);
+    if (depth != 0) {
+      __syncwarp(mask);  // every lane is done with unit j's slot: refill it `depth` units ahead
+      stage_unit<WT, OUT>(a, slots, u + depth * stride, j, depth, glane);
     }
     if (glane != 0) continue;
     if constexpr (OUT == MatvecOutput::Qkv) {
