@@ -25,6 +25,10 @@ __device__ __forceinline__ void store_as(float* p, float v) { *p = v; }
 __device__ __forceinline__ void store_as(__half* p, float v) { *p = __float2half_rn(v); }
 __device__ __forceinline__ void store_as(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
 
+// Loads x[i] (and y[i]) for i = threadIdx.x + u * blockDim.x, u < kRowBatch,
+// all issued before the first is used: one memory round trip per batch.
+constexpr int kRowBatch = 8;
+
 template <DType VT, typename OutT>
 __global__ void rows_kernel(RowOp op, const float* x, const float* x2, int64_t stride, const float* norm_w,
                             float eps, int k, OutT* out) {
@@ -32,16 +36,39 @@ __global__ void rows_kernel(RowOp op, const float* x, const float* x2, int64_t s
   __shared__ double red[32];
   const int t = blockIdx.x;
   const float* xr = x + t * stride;
+  const float* yr = op == RowOp::Swiglu ? x2 + t * stride : norm_w;  // the second input, if any
+  // One pass over the row: x (and the norm weights or up) into registers a
+  // batch at a time, then into shared memory; the norm's squares are summed
+  // per thread in index order, as before.
+  double ss = 0;
+  for (int base = threadIdx.x; base < k; base += kRowBatch * blockDim.x) {
+    float v[kRowBatch], w[kRowBatch];
+#pragma unroll
+    for (int u = 0; u < kRowBatch; ++u) {
+      const int i = base + u * blockDim.x;
+      if (i < k) {
+        v[u] = xr[i];
+        if (op != RowOp::Plain) w[u] = yr[i];
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kRowBatch; ++u) {
+      const int i = base + u * blockDim.x;
+      if (i >= k) break;
+      if (op == RowOp::Norm) {
+        ss += static_cast<double>(v[u] * v[u]);
+        xs[padded(i)] = v[u];
+        xs[padded_size(k) + i] = w[u];
+      } else if (op == RowOp::Swiglu) {
+        xs[padded(i)] = swiglu_cpu(v[u], w[u], i, k);
+      } else {
+        xs[padded(i)] = v[u];
+      }
+    }
+  }
   if (op == RowOp::Norm) {
-    double ss = 0;
-    for (int i = threadIdx.x; i < k; i += blockDim.x) ss += static_cast<double>(xr[i] * xr[i]);
     const float scale = rms_scale(block_sum_double(ss, red), k, eps);
-    for (int i = threadIdx.x; i < k; i += blockDim.x) xs[padded(i)] = (xr[i] * scale) * norm_w[i];
-  } else if (op == RowOp::Swiglu) {
-    const float* ur = x2 + t * stride;
-    for (int i = threadIdx.x; i < k; i += blockDim.x) xs[padded(i)] = swiglu_cpu(xr[i], ur[i], i, k);
-  } else {
-    for (int i = threadIdx.x; i < k; i += blockDim.x) xs[padded(i)] = xr[i];
+    for (int i = threadIdx.x; i < k; i += blockDim.x) xs[padded(i)] = (xs[padded(i)] * scale) * xs[padded_size(k) + i];
   }
   __syncthreads();
   if constexpr (is_quantized_act(VT)) {
@@ -196,7 +223,7 @@ size_t gemm_type_size(GemmType g) { return g == GemmType::F32 ? 4 : 2; }
 template <DType VT, typename OutT>
 void launch_rows(RowOp op, const float* x, const float* x2, int64_t stride, const float* norm_w, float eps, int T,
                  int k, void* out, cudaStream_t s) {
-  const size_t smem = padded_size(k) * sizeof(float);
+  const size_t smem = (padded_size(k) + (op == RowOp::Norm ? k : 0)) * sizeof(float);
   auto kern = rows_kernel<VT, OutT>;
   allow_large_smem(kern);
   kern<<<T, 256, smem, s>>>(op, x, x2, stride, norm_w, eps, k, static_cast<OutT*>(out));
