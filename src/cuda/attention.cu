@@ -1,8 +1,9 @@
 #include "cuda/attention.cuh"
-#include "cuda/attention_device.cuh"
-#include "cuda/common.cuh"
 
 #include <algorithm>
+
+#include "cuda/attention_device.cuh"
+#include "cuda/common.cuh"
 
 namespace quarrel::cuda {
 
@@ -33,11 +34,10 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionShape sh, 
               AttendSmem{scores, qs, scores + ((sh.n_ctx + 3) & ~3), red, red_max});
 }
 
-
 // Prefill attention for a tile of queries that share one sequence: the query
-// heads of KV head blockIdx.x for tokens [t0, t0 + n_tok), t0 = blockIdx.y *
-// tile. Each K and V row is staged into shared memory once for the whole
-// tile, instead of once per (query, head), and every query's arithmetic is
+// heads of KV head blockIdx.x for one group of `tile` consecutive tokens.
+// Each K and V row is staged into shared memory once for the whole tile,
+// instead of once per (query, head), and every query's arithmetic is
 // attend_head's, step for step, so the outputs are bit-identical to the
 // one-block-per-query kernel:
 //   - a score sums its products in dimension order;
@@ -118,7 +118,8 @@ __global__ void __launch_bounds__(kThreads) attention_tile_kernel(AttentionShape
           for (int c = 0; c < kChains; ++c) d0[c] = __fadd_rn(d0[c], __fmul_rn(qj[d], kp[c][d]));
 #pragma unroll
         for (int c = 0; c < kChains; ++c)
-          if (pb + c * kWarp < lim) scores[static_cast<int64_t>(j) * max_pos + p0 + pb + c * kWarp] = __fmul_rn(d0[c], sh.scale);
+          if (pb + c * kWarp < lim)
+            scores[static_cast<int64_t>(j) * max_pos + p0 + pb + c * kWarp] = __fmul_rn(d0[c], sh.scale);
       }
     }
     __syncthreads();

@@ -88,7 +88,8 @@ void allow_large_smem(void (*kernel)(KArgs...)) {
   static std::unordered_set<const void*> done;
   std::lock_guard<std::mutex> lock(mu);
   if (!done.insert(reinterpret_cast<const void*>(kernel)).second) return;
-  QUARREL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kMaxDynamicSmem)));
+  QUARREL_CUDA_CHECK(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kMaxDynamicSmem)));
 }
 
 // Launches with programmatic stream serialization: the kernel may start while

@@ -233,8 +233,8 @@ __device__ __forceinline__ Unit unit_at(const MatvecArgs& a, int u) {
 // too large for one slot take both, one at a time: slot_depth). The first
 // units of a stage are started between the arrival and the wait of the grid
 // barrier in front of the stage (stage_first_units), so their weights arrive
-// while the grid waits. Float weights stay on global loads:
-// through slots they measured slower on an H200, both where the weights sit
+// while the grid waits. Float weights stay on global loads: through slots
+// they measured slower on an H200, both where the weights sit
 // in L2 (SmolLM2 F16, 1,325 against 1,402 t/s) and where they stream from
 // HBM (Llama-3.2-1B F16, 781 against 813); docs/PERF.md.
 struct WeightSlots {
@@ -320,8 +320,8 @@ __device__ __forceinline__ void stage_first_units(const MatvecArgs& a, const Wei
 
 // The units of warp `warp` of `n_warps`, on the input already in xs. For
 // Logits, `best` collects this lane's packed (value, index) maximum.
-// With slots (the persistent kernel), the stage's first two units must have
-// been started by stage_first_units.
+// With slots (the persistent kernel), the stage's first units must have been
+// started by stage_first_units.
 template <DType WT, MatvecOutput OUT>
 __device__ void matvec_rows(const MatvecArgs& a, const float* xs, int warp, int n_warps, unsigned long long& best,
                             const WeightSlots& slots = {}) {
@@ -338,7 +338,7 @@ __device__ void matvec_rows(const MatvecArgs& a, const float* xs, int warp, int 
     pos = a.step[1];
     seq = a.step[2];
   }
-  int j = 0;  // the unit's index among this processor's: its slot is j % 2
+  int j = 0;  // the unit's index among this processor's (slot_at)
   for (int u = first; u < matvec_units<OUT>(a.rows); u += stride, ++j) {
     const Unit r = unit_at<OUT>(a, u);
     // The epilogue's loads first, so they overlap the weights'.
