@@ -85,7 +85,10 @@ class CudaBackend final : public runtime::Backend {
   void run_decode(int32_t token, int32_t pos, int32_t seq);
   // tokens: non-null for the argmax of each output row instead of its logits.
   void prefill(std::span<const BatchEntry> batch, float* logits, int32_t* tokens = nullptr);
-  void prefill_kernels(int T, int n_out);  // the kernels of one batch (captured for small ones)
+  // The kernels of one batch (captured for small ones). tile_max_pos > 0:
+  // attention by tiles of tokens (attention_prefill), for a batch of one
+  // sequence whose positions are all below it.
+  void prefill_kernels(int T, int n_out, int tile_max_pos = 0);
   void gemm(const DevMatrix& w, const void* x, int T, float* out, int64_t ld_out, float beta);
 
   const model::Config& c_;
@@ -119,9 +122,6 @@ class CudaBackend final : public runtime::Backend {
   // Batches of up to kGraphRows rows (server decode steps), one graph per
   // (rows, outputs) shape, captured on first use.
   static constexpr int kGraphRows = 64;
-  // Prefill by tiles of tokens (attention_prefill) when > 0: one more than
-  // the batch's largest position. Set by prefill() for one-sequence batches.
-  int tile_max_pos_ = 0;
   std::unordered_map<int, cudaGraphExec_t> batch_graphs_;
   // The persistent whole-step kernel (decode_fused.cuh), when every layer
   // matrix has one type it supports; otherwise five kernels per layer.
@@ -325,8 +325,7 @@ void CudaBackend::setup_fused() {
   // The persistent kernel, where the types and the shape allow it.
   // QUARREL_CUDA_STAGED=1 keeps the five-kernels-per-layer path (to compare
   // the two; they compute bit-identical values).
-  const char* staged = std::getenv("QUARREL_CUDA_STAGED");
-  if (staged && std::string(staged) == "1") return;
+  if (env_flag("QUARREL_CUDA_STAGED")) return;
   const DType t = layers_.front().wo.type;
   for (const DevLayer& L : layers_) {
     if (!L.wqkv.data || L.wqkv.type != t) return;
@@ -467,7 +466,6 @@ void CudaBackend::prefill(std::span<const BatchEntry> batch, float* logits, int3
                                      stream_));
 
   const int key = T * (kGraphRows + 1) + n_out;
-  tile_max_pos_ = 0;
   if (T <= kGraphRows && n_out > 0) {
     // A batch of decode rows (the server's continuous batching): replay the
     // graph captured for this (rows, outputs) shape; the step's tokens,
@@ -499,8 +497,7 @@ void CudaBackend::prefill(std::span<const BatchEntry> batch, float* logits, int3
       one_seq = one_seq && h_seq[t] == h_seq[0];
       max_pos = std::max(max_pos, h_pos[t] + 1);
     }
-    if (one_seq) tile_max_pos_ = max_pos;
-    prefill_kernels(T, n_out);
+    prefill_kernels(T, n_out, one_seq ? max_pos : 0);
   }
   int32_t* h_greedy = h_batch_ + 4 * opts_.n_batch;
   if (n_out > 0 && tokens) {
@@ -514,7 +511,7 @@ void CudaBackend::prefill(std::span<const BatchEntry> batch, float* logits, int3
   if (tokens) std::copy_n(h_greedy, n_out, tokens);
 }
 
-void CudaBackend::prefill_kernels(int T, int n_out) {
+void CudaBackend::prefill_kernels(int T, int n_out, int tile_max_pos) {
   const int E = static_cast<int>(c_.n_embd), QD = static_cast<int>(c_.q_dim()), KVD = static_cast<int>(c_.kv_dim());
   const int FF = static_cast<int>(c_.n_ff);
   embed_rows(tok_embd_.type, tok_embd_.data, tok_embd_.row_bytes, E, d_tokens_, T, p_x_, stream_);
@@ -538,8 +535,8 @@ void CudaBackend::prefill_kernels(int T, int n_out) {
     RopeArgs r = ra;
     r.bias = L.bias_qkv;
     rope_and_store(r, T, p_q_, p_k_, p_v_, d_pos_, d_seq_, kc, vc, kv_f32_, stream_);
-    if (!(tile_max_pos_ > 0 && attention_prefill(sh, T, tile_max_pos_, p_q_, kc, vc, kv_f32_, d_pos_, d_seq_,
-                                                 p_attn_, stream_)))
+    if (!(tile_max_pos > 0 && attention_prefill(sh, T, tile_max_pos, p_q_, kc, vc, kv_f32_, d_pos_, d_seq_,
+                                                p_attn_, stream_)))
       attention(sh, T, p_q_, kc, vc, kv_f32_, d_pos_, d_seq_, 1, p_attn_, /*programmatic=*/false, stream_);
     rows_for_gemm(L.wo.type, RowOp::Plain, p_attn_, nullptr, QD, nullptr, 0, T, QD, p_act_, stream_);
     gemm(L.wo, p_act_, T, p_x_, E, 1.0f);

@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <mutex>
 #include <unordered_set>
 #include <sstream>
@@ -24,6 +25,13 @@ std::string cat(const Args&... args) {
   std::ostringstream os;
   (os << ... << args);
   return os.str();
+}
+
+// Whether environment variable `name` is "1": the backend's switches for
+// measuring and testing one path against another (QUARREL_CUDA_STAGED, ...).
+inline bool env_flag(const char* name) {
+  const char* v = std::getenv(name);
+  return v && std::string(v) == "1";
 }
 
 inline void check_status(cudaError_t e, const char* what, const char* file, int line) {
@@ -140,6 +148,34 @@ __device__ __forceinline__ float cpu_exp(float x, bool poly) {
 // The CPU's SwiGLU of element i of n: gate / (1 + exp(-gate)) * up.
 __device__ __forceinline__ float swiglu_cpu(float g, float u, int i, int n) {
   return g / (1.0f + cpu_exp(-g, i < (n & ~7))) * u;
+}
+
+// Calls f(i, x[i], y[i]) for i = threadIdx.x, threadIdx.x + blockDim.x, ...
+// below k, in that order (without kPair there is no y, and f gets 0), after
+// loading eight of each: a row costs one memory round trip per batch of
+// eight, not one per element. x is read from L2 (__ldcg): in the persistent
+// kernel another block wrote it a moment ago.
+template <bool kPair, typename F>
+__device__ __forceinline__ void for_each_batched(const float* x, const float* y, int k, F&& f) {
+  constexpr int kBatch = 8;
+  for (int base = threadIdx.x; base < k; base += kBatch * blockDim.x) {
+    float v[kBatch], w[kBatch];
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      const int i = base + u * blockDim.x;
+      if constexpr (!kPair) w[u] = 0.0f;
+      if (i < k) {
+        v[u] = __ldcg(x + i);
+        if constexpr (kPair) w[u] = y[i];
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      const int i = base + u * blockDim.x;
+      if (i >= k) break;
+      f(i, v[u], w[u]);
+    }
+  }
 }
 
 // Activations live in shared memory as 33 floats per 32 elements: a lane that

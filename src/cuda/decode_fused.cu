@@ -1,8 +1,6 @@
 #include "cuda/decode_fused.cuh"
 
 #include <algorithm>
-#include <cstdlib>
-#include <string>
 
 #include "cuda/attention_device.cuh"
 #include "cuda/common.cuh"
@@ -185,8 +183,7 @@ int slot_bytes_for(const FusedLayer& L, int64_t cap) {
   // QUARREL_CUDA_HALF_SLOTS=1 halves the slots, so that the largest unit
   // takes both of a processor's slots (depth 1): the tests run that path on
   // the small test models, whose units all fit one slot otherwise.
-  const char* half = std::getenv("QUARREL_CUDA_HALF_SLOTS");
-  if (half && std::string(half) == "1") best = (best / 2 + 15) & ~int64_t{15};
+  if (env_flag("QUARREL_CUDA_HALF_SLOTS")) best = (best / 2 + 15) & ~int64_t{15};
   return static_cast<int>(best);
 }
 
@@ -201,11 +198,7 @@ void launch(FusedStep a, const FusedLayer& layer0, int n_sm, cudaStream_t s) {
   a.slot_offset = static_cast<int>(base);
   // QUARREL_CUDA_NO_SLOTS=1 reads every weight from global memory (to
   // measure what the slots bring).
-  static const bool no_slots = [] {
-    const char* e = std::getenv("QUARREL_CUDA_NO_SLOTS");
-    return e && std::string(e) == "1";
-  }();
-  a.slot_bytes = no_slots ? 0 : slot_bytes_for<WT>(layer0, cap);
+  a.slot_bytes = env_flag("QUARREL_CUDA_NO_SLOTS") ? 0 : slot_bytes_for<WT>(layer0, cap);
   const size_t smem = base + static_cast<size_t>(2 * procs) * a.slot_bytes;
   auto run = [&](auto kernel) {
     allow_large_smem(kernel);

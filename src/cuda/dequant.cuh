@@ -4,6 +4,7 @@
 // products (so the two backends compute the same function; see
 // tensor/quants.h).
 #include "cuda/common.cuh"
+#include "tensor/blocks.h"
 #include "tensor/dtype.h"
 
 namespace quarrel::cuda {
@@ -18,19 +19,6 @@ __device__ __forceinline__ float load_half(const uint8_t* p) {
 __device__ __forceinline__ uint32_t load_u32_unaligned(const uint8_t* p) {
   return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) | (static_cast<uint32_t>(p[2]) << 16) |
          (static_cast<uint32_t>(p[3]) << 24);
-}
-
-// Scale and min of sub-block j (0..7) of a Q4_K/Q5_K super-block, from its
-// 12 packed bytes q: six bits each, the last four pairs split between the
-// low nibbles of bytes 8..11 and the spare top bits of bytes 0..7.
-__device__ __forceinline__ void scale_min_k4(const uint8_t* q, int j, int& sc, int& m) {
-  if (j < 4) {
-    sc = q[j] & 63;
-    m = q[j + 4] & 63;
-  } else {
-    sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-    m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-  }
 }
 
 // The one table from run-time weight types to template instances: X(weight
@@ -159,7 +147,7 @@ __device__ __forceinline__ void dequant32(const uint8_t* row, int c, float* out)
     const int sub = c % 8;
     const float d = load_half(b), dmin = load_half(b + 2);
     int sc, mn;
-    scale_min_k4(b + 4, sub, sc, mn);
+    tensor::get_scale_min_k4(sub, b + 4, sc, mn);
     const float dl = d * sc, ml = dmin * mn;
     const uint8_t* qs = b + (T == DType::Q4_K ? 16 : 48) + 32 * (sub / 2);
     const int shift = 4 * (sub % 2);

@@ -35,31 +35,17 @@ __device__ __forceinline__ QActs input_qacts(const float* xs, int k) { return qa
 // weights were, at input_qacts(). Every thread of the block calls it.
 template <MatvecInput IN, DType VT>
 __device__ void load_input(const MatvecArgs& a, float* xs, double* red) {
-  constexpr int kBatch = 8;  // loads in flight per thread
+  constexpr bool kNorm = IN == MatvecInput::Norm;
   const int k = a.k;
   float* ws = xs + padded_size(k);
   double ss = 0;
-  for (int base = threadIdx.x; base < k; base += kBatch * blockDim.x) {
-    float v[kBatch], w[kBatch];
-#pragma unroll
-    for (int u = 0; u < kBatch; ++u) {
-      const int i = base + u * blockDim.x;
-      if (i < k) {
-        v[u] = __ldcg(a.x + i);
-        if constexpr (IN == MatvecInput::Norm) w[u] = a.norm_w[i];
-      }
+  for_each_batched<kNorm>(a.x, a.norm_w, k, [&](int i, float v, float w) {
+    xs[padded(i)] = v;
+    if constexpr (kNorm) {
+      ws[i] = w;
+      ss += static_cast<double>(v * v);
     }
-#pragma unroll
-    for (int u = 0; u < kBatch; ++u) {
-      const int i = base + u * blockDim.x;
-      if (i >= k) break;
-      xs[padded(i)] = v[u];
-      if constexpr (IN == MatvecInput::Norm) {
-        ws[i] = w[u];
-        ss += static_cast<double>(v[u] * v[u]);
-      }
-    }
-  }
+  });
   if constexpr (IN == MatvecInput::Norm) {
     const float scale = rms_scale(block_sum_double(ss, red), k, a.eps);
     for (int i = threadIdx.x; i < k; i += blockDim.x) xs[padded(i)] = (xs[padded(i)] * scale) * ws[i];

@@ -25,10 +25,6 @@ __device__ __forceinline__ void store_as(float* p, float v) { *p = v; }
 __device__ __forceinline__ void store_as(__half* p, float v) { *p = __float2half_rn(v); }
 __device__ __forceinline__ void store_as(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
 
-// Loads x[i] (and y[i]) for i = threadIdx.x + u * blockDim.x, u < kRowBatch,
-// all issued before the first is used: one memory round trip per batch.
-constexpr int kRowBatch = 8;
-
 template <DType VT, typename OutT>
 __global__ void rows_kernel(RowOp op, const float* x, const float* x2, int64_t stride, const float* norm_w,
                             float eps, int k, OutT* out) {
@@ -36,36 +32,24 @@ __global__ void rows_kernel(RowOp op, const float* x, const float* x2, int64_t s
   __shared__ double red[32];
   const int t = blockIdx.x;
   const float* xr = x + t * stride;
-  const float* yr = op == RowOp::Swiglu ? x2 + t * stride : norm_w;  // the second input, if any
-  // One pass over the row: x (and the norm weights or up) into registers a
-  // batch at a time, then into shared memory; the norm's squares are summed
-  // per thread in index order, as before.
+  // One pass over the row (and the norm weights, or up) into shared memory;
+  // the norm's squares are summed per thread in index order.
   double ss = 0;
-  for (int base = threadIdx.x; base < k; base += kRowBatch * blockDim.x) {
-    float v[kRowBatch], w[kRowBatch];
-#pragma unroll
-    for (int u = 0; u < kRowBatch; ++u) {
-      const int i = base + u * blockDim.x;
-      if (i < k) {
-        v[u] = xr[i];
-        if (op != RowOp::Plain) w[u] = yr[i];
-      }
+  auto put = [&](int i, float v, float w) {
+    if (op == RowOp::Norm) {
+      ss += static_cast<double>(v * v);
+      xs[padded(i)] = v;
+      xs[padded_size(k) + i] = w;
+    } else if (op == RowOp::Swiglu) {
+      xs[padded(i)] = swiglu_cpu(v, w, i, k);
+    } else {
+      xs[padded(i)] = v;
     }
-#pragma unroll
-    for (int u = 0; u < kRowBatch; ++u) {
-      const int i = base + u * blockDim.x;
-      if (i >= k) break;
-      if (op == RowOp::Norm) {
-        ss += static_cast<double>(v[u] * v[u]);
-        xs[padded(i)] = v[u];
-        xs[padded_size(k) + i] = w[u];
-      } else if (op == RowOp::Swiglu) {
-        xs[padded(i)] = swiglu_cpu(v[u], w[u], i, k);
-      } else {
-        xs[padded(i)] = v[u];
-      }
-    }
-  }
+  };
+  if (op == RowOp::Plain)
+    for_each_batched<false>(xr, nullptr, k, put);
+  else
+    for_each_batched<true>(xr, op == RowOp::Swiglu ? x2 + t * stride : norm_w, k, put);
   if (op == RowOp::Norm) {
     const float scale = rms_scale(block_sum_double(ss, red), k, eps);
     for (int i = threadIdx.x; i < k; i += blockDim.x) xs[padded(i)] = (xs[padded(i)] * scale) * xs[padded_size(k) + i];

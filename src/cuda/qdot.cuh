@@ -225,7 +225,7 @@ __device__ __forceinline__ void kscale(const uint8_t* b, int j, int& sc, int& m)
     sc = (low | high << 4) - 32;
     m = 0;
   } else if constexpr (WT == DType::Q4_K || WT == DType::Q5_K) {
-    scale_min_k4(b + 4, j, sc, m);
+    tensor::get_scale_min_k4(j, b + 4, sc, m);
   } else {  // Q6_K
     sc = static_cast<int8_t>(b[192 + j]);
     m = 0;

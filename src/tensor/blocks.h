@@ -14,6 +14,13 @@
 #include <cstdint>
 #include <cstring>
 
+// Helpers below that the CUDA kernels call too.
+#if defined(__CUDACC__)
+#define QUARREL_HOST_DEVICE __host__ __device__
+#else
+#define QUARREL_HOST_DEVICE
+#endif
+
 namespace quarrel::tensor {
 
 constexpr int kQK4_0 = 32;
@@ -95,6 +102,20 @@ struct BlockQ4_K {
   uint8_t scales[kKScaleBytes];
   uint8_t qs[kQK_K / 2];
 };
+
+// Scale and min of sub-block j (0..7) of Q4_K/Q5_K from its 12 packed bytes
+// q: the first four pairs are the low six bits of bytes 0..7; the last four
+// keep their low four bits in bytes 8..11 and their top two bits in the spare
+// top bits of bytes 0..7.
+QUARREL_HOST_DEVICE inline void get_scale_min_k4(int j, const uint8_t* q, int& sc, int& m) {
+  if (j < 4) {
+    sc = q[j] & 63;
+    m = q[j + 4] & 63;
+  } else {
+    sc = (q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4);
+    m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+  }
+}
 
 // Q4_K plus a fifth bit per element in qh.
 struct BlockQ5_K {

@@ -32,19 +32,6 @@ int nearest_int(float f) {
   return int(std::bit_cast<uint32_t>(v) & 0x007fffffu) - 0x00400000;
 }
 
-// Scale and min of sub-block j (0..7) of Q4_K/Q5_K: the first four pairs
-// are the low six bits of bytes 0..7; the last four keep their low four bits
-// in bytes 8..11 and their top two bits in the spare top bits of bytes 0..7.
-void get_scale_min_k4(int j, const uint8_t* q, int& sc, int& m) {
-  if (j < 4) {
-    sc = q[j] & 63;
-    m = q[j + 4] & 63;
-  } else {
-    sc = (q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4);
-    m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-  }
-}
-
 // 2-bit quants: byte l of each 32-byte group holds four elements, 32 apart.
 KBlock unpack_q2_k(const BlockQ2_K& b) {
   KBlock k;
