@@ -10,6 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cpu/backend.h"
+#include "cpu/kernels/kernels.h"
 #include "model/model.h"
 #include "runtime/backend.h"
 #include "runtime/sampler.h"
@@ -38,16 +40,26 @@ struct Tolerance {
   double margin;
 };
 
-Tolerance tolerance_for(const std::string& stem) {
+// The issue's bounds. On x86 the CPU backend does better (below).
+Tolerance tolerance_for(const std::string& stem, runtime::BackendKind backend) {
   if (stem.find("f32") != std::string::npos) return {1e-4, 0.01};
-  // Known miss, stated in docs/ARCHITECTURE.md and the closing note: the issue
-  // asks 2e-3 for BF16, and we measure 2.5e-3 to 4e-3 on mini-bf16 (rounding
-  // the activations to BF16 as ggml does; F32 activations give 5e-3). Our own
-  // kernel tables differ from each other by 2.6e-3 on this model, so the bound
-  // below is the measured one, not the target.
-  if (stem.find("bf16") != std::string::npos) return {5e-3, 0.01};
+  // Known miss on the GPU, stated in docs/ARCHITECTURE.md: its prefill GEMMs
+  // (cuBLAS) and attention sum in another order than llama.cpp's CPU
+  // backend, and on the random-weight mini-bf16 any other order lands
+  // 2.5-4.5e-3 away (a last-bit change flips a BF16 rounding, and the flips
+  // grow through the layers).
+  if (stem.find("bf16") != std::string::npos && backend == runtime::BackendKind::Cuda) return {5e-3, 0.01};
   if (stem.find("f16") != std::string::npos) return {2e-3, 0.01};
   return {1e-2, 0.05};
+}
+
+double rel_l2(const float* got, const float* want, int64_t n) {
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    num += (got[i] - want[i]) * static_cast<double>(got[i] - want[i]);
+    den += want[i] * static_cast<double>(want[i]);
+  }
+  return std::sqrt(num / den);
 }
 
 class Reference : public ::testing::TestWithParam<RefCase> {};
@@ -60,7 +72,7 @@ TEST_P(Reference, MatchesLlamaCpp) {
   ASSERT_TRUE(in) << base;
   nlohmann::json ref = nlohmann::json::parse(in);
   std::vector<int32_t> prompt = ref["prompt_tokens"].get<std::vector<int32_t>>();
-  const Tolerance tol = tolerance_for(rc.model);
+  const Tolerance tol = tolerance_for(rc.model, rc.backend);
 
   auto m = model::Model::load(model_file(rc.model));
   const int32_t n_vocab = static_cast<int32_t>(m->config.n_vocab);
@@ -89,15 +101,24 @@ TEST_P(Reference, MatchesLlamaCpp) {
   lf.read(reinterpret_cast<char*>(want.data()), n_vocab * sizeof(float));
   ASSERT_TRUE(lf);
   const float* got = all + (prompt.size() - 1) * n_vocab;
-  double num = 0, den = 0;
-  for (int32_t i = 0; i < n_vocab; ++i) {
-    num += (got[i] - want[i]) * static_cast<double>(got[i] - want[i]);
-    den += want[i] * static_cast<double>(want[i]);
-  }
-  const double rel = std::sqrt(num / den);
+  const double rel = rel_l2(got, want.data(), n_vocab);
   EXPECT_LE(rel, tol.rel_l2) << "relative L2 error of the last logits";
   std::printf("%s.%s (%s): relative L2 error %.3g\n", rc.model.c_str(), rc.prompt.c_str(),
               backend->name().c_str(), rel);
+
+#if defined(__x86_64__)
+  // On x86 every CPU kernel table computes what llama.cpp's AVX2 build
+  // computes, operation for operation (docs/ARCHITECTURE.md): the prompt's
+  // last logits come out bit-identical.
+  if (rc.backend == runtime::BackendKind::Cpu) {
+    for (const cpu::Kernels* k : cpu::kernels_available()) {
+      auto b = cpu::make_backend(*m, bo, *k);
+      runtime::Session sk(*b, m->config);
+      const float* last = sk.eval(prompt);
+      EXPECT_EQ(rel_l2(last, want.data(), n_vocab), 0.0) << "kernel table " << k->isa;
+    }
+  }
+#endif
 
   // Teacher-forced greedy decode, one token at a time.
   auto greedy = ref["greedy"];

@@ -163,7 +163,7 @@ void CpuBackend::pack_weights() {
   auto add = [&](Matrix& m, const tensor::View& v, bool by_heads) {
     m.view = v;
     const bool shape_ok = v.rows % kPackRows == 0 && (!by_heads || c_.head_dim % kPackRows == 0);
-    if (kern_.pack_weights[dtype_index(v.type)] && packable(v.type) && shape_ok) to_pack.push_back(&m);
+    if (kern_.pack_weights[dtype_index(v.type)] && packable_rows(v.type, v.cols) && shape_ok) to_pack.push_back(&m);
   };
   for (int64_t il = 0; il < c_.n_layer; ++il) {
     const model::LayerWeights& L = w_.layers[il];

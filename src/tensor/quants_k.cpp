@@ -12,6 +12,7 @@
 #include "tensor/blocks.h"
 #include "tensor/fp16.h"
 #include "tensor/quants.h"
+#include "tensor/ref_math.h"
 
 namespace quarrel::tensor::ref {
 
@@ -142,6 +143,23 @@ struct LaneSums {
     for (int l = 0; l < 8; ++l) s += sums[l];
     return s;
   }
+};
+
+// ggml's AVX2 kernels for Q4_K and Q6_K (what llama.cpp's reference runs
+// used) order the sums differently: eight integer lanes per block, lane m
+// holding the elements e with (e % 32) / 4 == m (times their scale), each
+// lane multiply-added with d into its own float sum, and the eight sums added
+// at the end as an x86 horizontal sum: halves, then (0 + 2) + (1 + 3).
+struct QuadLaneSums {
+  float sums[8] = {};
+
+  void add_block(const KBlock& k, int sub_size, const int8_t* q8, float d) {
+    int32_t lanes[8] = {};
+    for (int e = 0; e < kQK_K; ++e) lanes[(e % 32) / 4] += k.sc[e / sub_size] * (q8[e] * k.q[e]);
+    for (int l = 0; l < 8; ++l) sums[l] = std::fma(d, float(lanes[l]), sums[l]);
+  }
+
+  float total() const { return hsum8(sums); }
 };
 
 // Sum over the sixteen 16-element groups of Q8_K's bsums times the min of
@@ -295,8 +313,25 @@ void dequantize_row_q5_k(const void* src, float* dst, int64_t n) {
   }
 }
 
+// In ggml's AVX2 order (QuadLaneSums), plus the mins: per block four float
+// sums, sum j multiply-adding -dmin times the two sub-blocks 2j, 2j + 1's
+// mins times their Q8_K sums, added (0 + 2) + (1 + 3) at the end.
 float vec_dot_q4_k_q8_k(const void* w, const void* a, int64_t n) {
-  return vec_dot_kblock_with_mins<BlockQ4_K, unpack_q4_k>(w, a, n);
+  QuadLaneSums acc;
+  float mins[4] = {};
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    const auto x = block_load<BlockQ4_K>(w, i);
+    const auto y = block_load<BlockQ8_K>(a, i);
+    const KBlock k = unpack_q4_k(x);
+    acc.add_block(k, 32, y.qs, y.d * fp16_to_fp32(x.d));
+    const float dmin = -y.d * fp16_to_fp32(x.dmin);
+    for (int j = 0; j < 4; ++j) {
+      const int prod = k.m[2 * j] * (y.bsums[4 * j] + y.bsums[4 * j + 1]) +
+                       k.m[2 * j + 1] * (y.bsums[4 * j + 2] + y.bsums[4 * j + 3]);
+      mins[j] = std::fma(dmin, float(prod), mins[j]);
+    }
+  }
+  return acc.total() + ((mins[0] + mins[2]) + (mins[1] + mins[3]));
 }
 
 float vec_dot_q5_k_q8_k(const void* w, const void* a, int64_t n) {
@@ -316,11 +351,11 @@ void dequantize_row_q6_k(const void* src, float* dst, int64_t n) {
 }
 
 float vec_dot_q6_k_q8_k(const void* w, const void* a, int64_t n) {
-  LaneSums acc;
+  QuadLaneSums acc;
   for (int64_t i = 0; i < n / kQK_K; ++i) {
     const auto x = block_load<BlockQ6_K>(w, i);
     const auto y = block_load<BlockQ8_K>(a, i);
-    acc.add_block(unpack_q6_k(x), 16, y.qs, fp16_to_fp32(x.d) * y.d);
+    acc.add_block(unpack_q6_k(x), 16, y.qs, y.d * fp16_to_fp32(x.d));
   }
   return acc.total();
 }

@@ -10,6 +10,7 @@
 #include "tensor/blocks.h"
 #include "tensor/fp16.h"
 #include "tensor/quants.h"
+#include "tensor/ref_math.h"
 
 namespace quarrel::tensor::ref {
 
@@ -118,25 +119,49 @@ void quantize_row_bf16(const float* src, void* dst, int64_t n) {
   for (int64_t i = 0; i < n; ++i) store_u16(dst, i, fp32_to_bf16(src[i]));
 }
 
-// ggml's float dot products (ggml_vec_dot_f32/f16/bf16) multiply in float and
-// accumulate in double (ggml_float).
-float vec_dot_f32(const void* w, const void* a, int64_t n) {
-  double sum = 0.0;
-  for (int64_t i = 0; i < n; ++i) sum += double(load_f32(w, i) * load_f32(a, i));
-  return float(sum);
+// Float weights as llama.cpp's batched matmul (llamafile's tinyBLAS, AVX2)
+// sums them: eight lanes, element k into lane k % 8 by multiply-adds, the
+// lanes added as an x86 horizontal sum (halves, then (0+2) + (1+3)); the last
+// n % 8 elements (tinyBLAS takes none) are added one by one.
+namespace {
+
+template <float (*Load)(const void*, int64_t)>
+float vec_dot_lanes(const void* w, const void* a, int64_t n) {
+  const int64_t n8 = n & ~int64_t(7);
+  float lane[8] = {};
+  for (int64_t k = 0; k < n8; ++k) lane[k % 8] = std::fma(Load(w, k), Load(a, k), lane[k % 8]);
+  float s = hsum8(lane);
+  for (int64_t k = n8; k < n; ++k) s += Load(w, k) * Load(a, k);
+  return s;
 }
 
-float vec_dot_f16(const void* w, const void* a, int64_t n) {
-  double sum = 0.0;
-  for (int64_t i = 0; i < n; ++i) sum += double(fp16_to_fp32(load_u16(w, i)) * fp16_to_fp32(load_u16(a, i)));
-  return float(sum);
-}
+float load_f16(const void* p, int64_t i) { return fp16_to_fp32(load_u16(p, i)); }
+float load_bf16(const void* p, int64_t i) { return bf16_to_fp32(load_u16(p, i)); }
 
-float vec_dot_bf16(const void* w, const void* a, int64_t n) {
-  double sum = 0.0;
-  for (int64_t i = 0; i < n; ++i) sum += double(bf16_to_fp32(load_u16(w, i)) * bf16_to_fp32(load_u16(a, i)));
-  return float(sum);
-}
+// ggml's AVX2 order for the 32-element formats against Q8_0/Q8_1 (Q4_0
+// aside): eight lanes, lane j multiply-adding dw * da times the integer sum
+// of elements 4j..4j+3 of each block; the lanes' horizontal sum at the end,
+// plus (Q4_1, Q5_1) the minimum's share m * s, summed block by block.
+struct QuadSums {
+  float lanes[8] = {};
+  float mins = 0.0f;
+
+  void add(const int* q, const int8_t* a, float d) {
+    for (int j = 0; j < 8; ++j) {
+      int s = 0;
+      for (int t = 4 * j; t < 4 * j + 4; ++t) s += q[t] * a[t];
+      lanes[j] = std::fma(d, float(s), lanes[j]);
+    }
+  }
+
+  float total() const { return hsum8(lanes) + mins; }
+};
+
+}  // namespace
+
+float vec_dot_f32(const void* w, const void* a, int64_t n) { return vec_dot_lanes<load_f32>(w, a, n); }
+float vec_dot_f16(const void* w, const void* a, int64_t n) { return vec_dot_lanes<load_f16>(w, a, n); }
+float vec_dot_bf16(const void* w, const void* a, int64_t n) { return vec_dot_lanes<load_bf16>(w, a, n); }
 
 // ----------------------------------------------------------------------- Q4_0
 
@@ -173,6 +198,8 @@ void quantize_row_q4_0(const float* src, void* dst, int64_t n) {
   }
 }
 
+// Q4_0 in the order of llama.cpp's repacked Q4_0 kernels (what its CPU
+// backend runs on x86): one chain of fma(block's integer sum, dw * da).
 float vec_dot_q4_0_q8_0(const void* w, const void* a, int64_t n) {
   float sum = 0.0f;
   for (int64_t i = 0; i < n / kQK4_0; ++i) {
@@ -183,7 +210,7 @@ float vec_dot_q4_0_q8_0(const void* w, const void* a, int64_t n) {
       sumi += ((x.qs[j] & 0x0f) - 8) * y.qs[j];
       sumi += ((x.qs[j] >> 4) - 8) * y.qs[j + 16];
     }
-    sum += float(sumi) * fp16_to_fp32(x.d) * fp16_to_fp32(y.d);
+    sum = std::fma(float(sumi), fp16_to_fp32(x.d) * fp16_to_fp32(y.d), sum);
   }
   return sum;
 }
@@ -223,18 +250,19 @@ void quantize_row_q4_1(const float* src, void* dst, int64_t n) {
 }
 
 float vec_dot_q4_1_q8_1(const void* w, const void* a, int64_t n) {
-  float sum = 0.0f;
+  QuadSums acc;
   for (int64_t i = 0; i < n / kQK4_1; ++i) {
     const auto x = block_load<BlockQ4_1>(w, i);
     const auto y = block_load<BlockQ8_1>(a, i);
-    int sumi = 0;
+    int q[32];
     for (int j = 0; j < 16; ++j) {
-      sumi += (x.qs[j] & 0x0f) * y.qs[j];
-      sumi += (x.qs[j] >> 4) * y.qs[j + 16];
+      q[j] = x.qs[j] & 0x0f;
+      q[j + 16] = x.qs[j] >> 4;
     }
-    sum += fp16_to_fp32(x.d) * fp16_to_fp32(y.d) * float(sumi) + fp16_to_fp32(x.m) * fp16_to_fp32(y.s);
+    acc.add(q, y.qs, fp16_to_fp32(x.d) * fp16_to_fp32(y.d));
+    acc.mins += fp16_to_fp32(x.m) * fp16_to_fp32(y.s);
   }
-  return sum;
+  return acc.total();
 }
 
 // ----------------------------------------------------------------------- Q5_0
@@ -273,17 +301,16 @@ void quantize_row_q5_0(const float* src, void* dst, int64_t n) {
 }
 
 float vec_dot_q5_0_q8_0(const void* w, const void* a, int64_t n) {
-  float sum = 0.0f;
+  QuadSums acc;
   for (int64_t i = 0; i < n / kQK5_0; ++i) {
     const auto x = block_load<BlockQ5_0>(w, i);
     const auto y = block_load<BlockQ8_0>(a, i);
     int q[32];
     unpack_q5(x.qs, x.qh, q);
-    int sumi = 0;
-    for (int j = 0; j < 32; ++j) sumi += (q[j] - 16) * y.qs[j];
-    sum += fp16_to_fp32(x.d) * fp16_to_fp32(y.d) * float(sumi);
+    for (int& v : q) v -= 16;
+    acc.add(q, y.qs, fp16_to_fp32(x.d) * fp16_to_fp32(y.d));
   }
-  return sum;
+  return acc.total();
 }
 
 // ----------------------------------------------------------------------- Q5_1
@@ -325,17 +352,16 @@ void quantize_row_q5_1(const float* src, void* dst, int64_t n) {
 }
 
 float vec_dot_q5_1_q8_1(const void* w, const void* a, int64_t n) {
-  float sum = 0.0f;
+  QuadSums acc;
   for (int64_t i = 0; i < n / kQK5_1; ++i) {
     const auto x = block_load<BlockQ5_1>(w, i);
     const auto y = block_load<BlockQ8_1>(a, i);
     int q[32];
     unpack_q5(x.qs, x.qh, q);
-    int sumi = 0;
-    for (int j = 0; j < 32; ++j) sumi += q[j] * y.qs[j];
-    sum += fp16_to_fp32(x.d) * fp16_to_fp32(y.d) * float(sumi) + fp16_to_fp32(x.m) * fp16_to_fp32(y.s);
+    acc.add(q, y.qs, fp16_to_fp32(x.d) * fp16_to_fp32(y.d));
+    acc.mins += fp16_to_fp32(x.m) * fp16_to_fp32(y.s);
   }
-  return sum;
+  return acc.total();
 }
 
 // ------------------------------------------------------------------ Q8_0/Q8_1
@@ -382,15 +408,15 @@ void quantize_row_q8_1(const float* src, void* dst, int64_t n) {
 }
 
 float vec_dot_q8_0_q8_0(const void* w, const void* a, int64_t n) {
-  float sum = 0.0f;
+  QuadSums acc;
   for (int64_t i = 0; i < n / kQK8_0; ++i) {
     const auto x = block_load<BlockQ8_0>(w, i);
     const auto y = block_load<BlockQ8_0>(a, i);
-    int sumi = 0;
-    for (int j = 0; j < kQK8_0; ++j) sumi += x.qs[j] * y.qs[j];
-    sum += float(sumi) * (fp16_to_fp32(x.d) * fp16_to_fp32(y.d));
+    int q[32];
+    for (int j = 0; j < 32; ++j) q[j] = x.qs[j];
+    acc.add(q, y.qs, fp16_to_fp32(x.d) * fp16_to_fp32(y.d));
   }
-  return sum;
+  return acc.total();
 }
 
 }  // namespace quarrel::tensor::ref

@@ -32,6 +32,8 @@ bool is_float(DType t) { return t == DType::F32 || t == DType::F16; }
 
 bool packable(DType t) { return t == DType::Q4_0 || t == DType::Q8_0 || is_float(t); }
 
+bool packable_rows(DType t, int64_t n) { return packable(t) && (t != DType::F16 || n <= kPanelBufFloats); }
+
 int64_t packed_group_bytes(DType t, int64_t n) {
   return kPackRows * tensor::row_bytes(t, n);
 }

@@ -24,9 +24,15 @@
 namespace quarrel::cpu {
 
 constexpr int kPackRows = 16;
+// The longest F16 row a packed kernel takes: it widens whole activation rows
+// into a stack buffer of this many floats (a row split in parts would change
+// the order of the sums). Longer rows stay unpacked.
+constexpr int64_t kPanelBufFloats = 65536;
 
 // True when weights of type t have a packed layout (Q4_0, Q8_0, F16, F32).
 bool packable(tensor::DType t);
+// True when rows of n elements of type t may be packed.
+bool packable_rows(tensor::DType t, int64_t n);
 // Bytes of one packed group of 16 rows of n elements.
 int64_t packed_group_bytes(tensor::DType t, int64_t n);
 // Packs rows [0, rows) (rows a multiple of 16) of a row-major matrix with

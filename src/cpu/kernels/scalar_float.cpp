@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "tensor/ref_math.h"
+
 namespace quarrel::cpu {
 
 namespace {
@@ -49,21 +51,22 @@ void layer_norm_ref(const float* x, const float* w, const float* b, float eps, i
 void rope_apply_ref(float* x, const float* cos_t, const float* sin_t, int64_t half, bool neox) {
   for (int64_t i = 0; i < half; ++i) {
     const int64_t a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
-    const float x0 = x[a], x1 = x[b];
-    x[a] = x0 * cos_t[i] - x1 * sin_t[i];
-    x[b] = x0 * sin_t[i] + x1 * cos_t[i];
+    tensor::rope_pair(x[a], x[b], cos_t[i], sin_t[i], &x[a], &x[b]);
   }
 }
 
 void swiglu_ref(float* gate, const float* up, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = gate[i];
-    gate[i] = g / (1.0f + std::exp(-g)) * up[i];
-  }
+  const int64_t n8 = n & ~int64_t(7);
+  for (int64_t i = 0; i < n8; ++i) gate[i] = tensor::swiglu_poly(gate[i], up[i]);
+  for (int64_t i = n8; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
-// Two passes, as ggml's attention without flash attention: scores, then a
-// softmax with the sum in double, then the probability-weighted sum of V.
+// ggml's attention without flash attention, operation for operation (an AVX2
+// build, a batch of prompt tokens): scores by tensor::score_dot, scaled; exp_poly of
+// score - max in groups of eight, each group's horizontal sum added to a
+// double; probabilities times the float inverse of that sum; and each output
+// dimension summed over positions as its batched GEMM does, eight lanes by
+// position mod 8 (multiply-adds), then the horizontal sum.
 void attend_ref(const AttendArgs& p) {
   for (int64_t h = 0; h < p.n_q; ++h) {
     const float* q = p.q + h * p.q_stride;
@@ -71,19 +74,22 @@ void attend_ref(const AttendArgs& p) {
     float* out = p.out + h * p.out_stride;
     float max = -INFINITY;
     for (int64_t j = 0; j < p.n_pos; ++j) {
-      float dot = 0;
-      for (int64_t d = 0; d < p.head_dim; ++d) dot += q[d] * p.k[d * p.k_stride + j];
-      scores[j] = dot * p.scale;
+      scores[j] = tensor::score_dot(q, p.k + j, p.k_stride, p.head_dim) * p.scale;
       max = std::max(max, scores[j]);
     }
     double sum = 0;
-    for (int64_t j = 0; j < p.n_pos; ++j) {
-      scores[j] = std::exp(scores[j] - max);
-      sum += scores[j];
+    for (int64_t j0 = 0; j0 < p.n_pos; j0 += 8) {
+      float e[8] = {};  // positions past the end are exp(-inf) = 0 in ggml's padded row
+      for (int64_t l = 0; l < 8 && j0 + l < p.n_pos; ++l) e[l] = scores[j0 + l] = tensor::exp_poly(scores[j0 + l] - max);
+      sum += tensor::hsum8(e);
     }
     const float inv = static_cast<float>(1.0 / sum);
-    std::fill_n(out, p.head_dim, 0.0f);
-    for (int64_t j = 0; j < p.n_pos; ++j) axpy_f32_ref(scores[j] * inv, p.v + j * p.v_stride, out, p.head_dim);
+    for (int64_t j = 0; j < p.n_pos; ++j) scores[j] *= inv;
+    for (int64_t d = 0; d < p.head_dim; ++d) {
+      float lanes[8] = {};
+      for (int64_t j = 0; j < p.n_pos; ++j) lanes[j % 8] = std::fma(p.v[j * p.v_stride + d], scores[j], lanes[j % 8]);
+      out[d] = tensor::hsum8(lanes);
+    }
   }
 }
 

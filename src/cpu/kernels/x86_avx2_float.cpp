@@ -2,20 +2,19 @@
 // converters, and the row operations of the forward pass (norms, RoPE,
 // SwiGLU, attention, MicroLoRA).
 //
-// F16 and BF16 weights are widened to float in registers; their activations
-// arrive rounded to F16/BF16 (as ggml rounds them) and are widened once per
-// chunk into a float buffer on the stack, so the inner loop has one
-// conversion per weight vector and none per activation.
+// Everything that feeds a rounding follows the scalar references (and so
+// llama.cpp's AVX2 build) operation for operation: the float matmuls' lane
+// order, exp_poly, the RoPE contraction and ggml's attention order.
 #include <algorithm>
 #include <cmath>
 
 #include "cpu/kernels/kernels.h"
 #include "cpu/kernels/x86_avx2_common.h"
+#include "tensor/ref_math.h"
 
 namespace quarrel::cpu::avx2 {
 
-// Shared with the AVX-512 attention (x86_avx512.cpp).
-double softmax_exp(float* s, int64_t n);
+// Shared with the AVX-512 table (x86_avx512.cpp).
 void attend(const AttendArgs& a);
 
 namespace {
@@ -23,24 +22,18 @@ namespace {
 using tensor::DType;
 
 // ----------------------------------------------------- float weight types
+//
+// A weight and an activation row are read the same way (F16 and BF16
+// activations arrive rounded to the weight type, as ggml rounds them).
 
 struct F32W {
   static __m256 load8(const uint8_t* row, int64_t k) { return _mm256_loadu_ps(reinterpret_cast<const float*>(row) + k); }
   static float load1(const uint8_t* row, int64_t k) { return reinterpret_cast<const float*>(row)[k]; }
-  static constexpr bool kActIsF32 = true;
-  static void widen(const uint8_t*, int64_t, int64_t, float*) {}
 };
 
 struct F16W {
   static __m256 load8(const uint8_t* row, int64_t k) { return _mm256_cvtph_ps(load128(row + 2 * k)); }
   static float load1(const uint8_t* row, int64_t k) { return f16_to_f32(row + 2 * k); }
-  static constexpr bool kActIsF32 = false;
-  // Activation elements [k0, k0 + n) as floats.
-  static void widen(const uint8_t* a, int64_t k0, int64_t n, float* dst) {
-    int64_t k = 0;
-    for (; k + 8 <= n; k += 8) _mm256_storeu_ps(dst + k, load8(a, k0 + k));
-    for (; k < n; ++k) dst[k] = load1(a, k0 + k);
-  }
 };
 
 struct BF16W {
@@ -55,93 +48,55 @@ struct BF16W {
     std::memcpy(&f, &bits, 4);
     return f;
   }
-  static constexpr bool kActIsF32 = false;
-  static void widen(const uint8_t* a, int64_t k0, int64_t n, float* dst) {
-    int64_t k = 0;
-    for (; k + 8 <= n; k += 8) _mm256_storeu_ps(dst + k, load8(a, k0 + k));
-    for (; k < n; ++k) dst[k] = load1(a, k0 + k);
-  }
 };
 
-// R weight rows x C activation columns over elements [k0, k0 + kl); x holds
-// the columns' floats for that range (column c at x + c * xs).
+// R weight rows x C activation columns (column c at a + c * as) over all n
+// elements, in the reference's order (tensor::vec_dot_f32 and siblings): one
+// eight-lane multiply-add chain per output, then its horizontal sum, then the
+// last n % 8 elements one by one. The whole row in one pass: splitting it
+// would change the order.
 template <class WT, int R, int C>
-inline void float_tile(const uint8_t* w, int64_t ws, int64_t k0, int64_t kl, const float* x, int64_t xs, float* out,
-                       int64_t os, bool accumulate) {
+inline void float_tile(const uint8_t* w, int64_t ws, int64_t n, const uint8_t* a, int64_t as, float* out, int64_t os) {
   __m256 acc[R][C];
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
   int64_t k = 0;
-  for (; k + 8 <= kl; k += 8) {
+  for (; k + 8 <= n; k += 8) {
     __m256 xv[C];
-    for (int c = 0; c < C; ++c) xv[c] = _mm256_loadu_ps(x + c * xs + k);
+    for (int c = 0; c < C; ++c) xv[c] = WT::load8(a + c * as, k);
     for (int r = 0; r < R; ++r) {
-      const __m256 wv = WT::load8(w + r * ws, k0 + k);
+      const __m256 wv = WT::load8(w + r * ws, k);
       for (int c = 0; c < C; ++c) acc[r][c] = _mm256_fmadd_ps(wv, xv[c], acc[r][c]);
     }
   }
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < C; ++c) {
       float s = hsum(acc[r][c]);
-      for (int64_t t = k; t < kl; ++t) s += WT::load1(w + r * ws, k0 + t) * x[c * xs + t];
-      out[c * os + r] = accumulate ? out[c * os + r] + s : s;
+      for (int64_t t = k; t < n; ++t) s += WT::load1(w + r * ws, t) * WT::load1(a + c * as, t);
+      out[c * os + r] = s;
     }
 }
 
 template <class WT, int R, int C>
-inline void float_tile_rows(const uint8_t* w, int64_t ws, int64_t r0, int64_t r1, int64_t k0, int64_t kl,
-                            const float* x, int64_t xs, float* out, int64_t os, bool accumulate) {
+inline void float_tile_rows(const uint8_t* w, int64_t ws, int64_t r0, int64_t r1, int64_t n, const uint8_t* a,
+                            int64_t as, float* out, int64_t os) {
   int64_t r = r0;
-  for (; r + R <= r1; r += R) float_tile<WT, R, C>(w + r * ws, ws, k0, kl, x, xs, out + r, os, accumulate);
-  for (; r < r1; ++r) float_tile<WT, 1, C>(w + r * ws, ws, k0, kl, x, xs, out + r, os, accumulate);
-}
-
-template <class WT, int C>
-inline void float_tile_cols(const uint8_t* w, int64_t ws, int64_t r0, int64_t r1, int64_t k0, int64_t kl,
-                            const float* x, int64_t xs, float* out, int64_t os, bool accumulate) {
-  // Eight rows for one column: eight independent FMA chains hide the latency.
-  if constexpr (C == 1) {
-    float_tile_rows<WT, 8, 1>(w, ws, r0, r1, k0, kl, x, xs, out, os, accumulate);
-  } else {
-    float_tile_rows<WT, 3, C>(w, ws, r0, r1, k0, kl, x, xs, out, os, accumulate);
-  }
+  for (; r + R <= r1; r += R) float_tile<WT, R, C>(w + r * ws, ws, n, a, as, out + r, os);
+  for (; r < r1; ++r) float_tile<WT, 1, C>(w + r * ws, ws, n, a, as, out + r, os);
 }
 
 template <class WT>
 void matmul_float(const uint8_t* w, int64_t ws, int64_t r0, int64_t r1, int64_t n, const uint8_t* a, int64_t as,
                   int64_t n_cols, float* out, int64_t os) {
-  constexpr int64_t kBuf = 4096;  // 16 KiB of widened activations: stays in L1
-  alignas(32) float buf[kBuf];
-  const int64_t cols_per_tile = n_cols == 1 ? 1 : 4;
-  const int64_t kc = WT::kActIsF32 ? n : std::min<int64_t>(n, kBuf / cols_per_tile);
+  // Decode: eight rows for the one column, eight independent FMA chains.
+  if (n_cols == 1) return float_tile_rows<WT, 8, 1>(w, ws, r0, r1, n, a, as, out, os);
   // Rows per pass: about 256 KiB of weights, reused by every column from L2.
-  const int64_t rows_per_pass = n_cols == 1 ? r1 - r0 : std::max<int64_t>(12, (256 << 10) / std::max<int64_t>(ws, 1));
+  const int64_t rows_per_pass = std::max<int64_t>(12, (256 << 10) / std::max<int64_t>(ws, 1));
   for (int64_t rb = r0; rb < r1; rb += rows_per_pass) {
     const int64_t re = std::min(r1, rb + rows_per_pass);
-    for (int64_t c0 = 0; c0 < n_cols; c0 += cols_per_tile) {
-      const int64_t cc = std::min(cols_per_tile, n_cols - c0);
-      for (int64_t k0 = 0; k0 < n; k0 += kc) {
-        const int64_t kl = std::min(kc, n - k0);
-        const float* x;
-        int64_t xs;
-        if constexpr (WT::kActIsF32) {
-          x = reinterpret_cast<const float*>(a + c0 * as) + k0;
-          xs = as / static_cast<int64_t>(sizeof(float));
-        } else {
-          for (int64_t c = 0; c < cc; ++c) WT::widen(a + (c0 + c) * as, k0, kl, buf + c * kc);
-          x = buf;
-          xs = kc;
-        }
-        float* o = out + c0 * os;
-        const bool accumulate = k0 > 0;
-        switch (cc) {
-          case 4: float_tile_cols<WT, 4>(w, ws, rb, re, k0, kl, x, xs, o, os, accumulate); break;
-          case 3: float_tile_cols<WT, 3>(w, ws, rb, re, k0, kl, x, xs, o, os, accumulate); break;
-          case 2: float_tile_cols<WT, 2>(w, ws, rb, re, k0, kl, x, xs, o, os, accumulate); break;
-          default: float_tile_cols<WT, 1>(w, ws, rb, re, k0, kl, x, xs, o, os, accumulate); break;
-        }
-      }
-    }
+    int64_t c = 0;
+    for (; c + 4 <= n_cols; c += 4) float_tile_rows<WT, 3, 4>(w, ws, rb, re, n, a + c * as, as, out + c * os, os);
+    for (; c < n_cols; ++c) float_tile_rows<WT, 8, 1>(w, ws, rb, re, n, a + c * as, as, out + c * os, os);
   }
 }
 
@@ -297,36 +252,33 @@ void layer_norm(const float* x, const float* w, const float* b, float eps, int64
 }
 
 // Products then one add or subtract, as the reference rounds them.
+// tensor::rope_pair on every pair: x0 c - x1 s and x0 s + x1 c, each with
+// its first product fused into the add.
 void rope_apply(float* x, const float* cos_t, const float* sin_t, int64_t half, bool neox) {
   int64_t i = 0;
   if (neox) {
     for (; i + 8 <= half; i += 8) {
       const __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + half);
       const __m256 c = _mm256_loadu_ps(cos_t + i), s = _mm256_loadu_ps(sin_t + i);
-      _mm256_storeu_ps(x + i, _mm256_sub_ps(_mm256_mul_ps(x0, c), _mm256_mul_ps(x1, s)));
-      _mm256_storeu_ps(x + i + half, _mm256_add_ps(_mm256_mul_ps(x0, s), _mm256_mul_ps(x1, c)));
+      _mm256_storeu_ps(x + i, _mm256_fmsub_ps(x0, c, _mm256_mul_ps(x1, s)));
+      _mm256_storeu_ps(x + i + half, _mm256_fmadd_ps(x0, s, _mm256_mul_ps(x1, c)));
     }
-    for (; i < half; ++i) {
-      const float x0 = x[i], x1 = x[i + half];
-      x[i] = x0 * cos_t[i] - x1 * sin_t[i];
-      x[i + half] = x0 * sin_t[i] + x1 * cos_t[i];
-    }
+    for (; i < half; ++i) tensor::rope_pair(x[i], x[i + half], cos_t[i], sin_t[i], &x[i], &x[i + half]);
     return;
   }
-  // Four adjacent pairs per vector: even lanes x0*c - x1*s, odd x1*c + x0*s.
+  // Four adjacent pairs per vector. Even lanes: v c - (swapped s); odd
+  // lanes: swapped s + (v c); fmaddsub subtracts in even lanes, adds in odd.
   const __m256i dup = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
   for (; i + 4 <= half; i += 4) {
     const __m256 v = _mm256_loadu_ps(x + 2 * i);
     const __m256 c = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(cos_t + i)), dup);
     const __m256 s = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(sin_t + i)), dup);
     const __m256 swapped = _mm256_permute_ps(v, 0xb1);
-    _mm256_storeu_ps(x + 2 * i, _mm256_addsub_ps(_mm256_mul_ps(v, c), _mm256_mul_ps(swapped, s)));
+    const __m256 vc = _mm256_mul_ps(v, c), ss = _mm256_mul_ps(swapped, s);
+    const __m256 a = _mm256_blend_ps(v, swapped, 0xaa), b = _mm256_blend_ps(c, s, 0xaa);
+    _mm256_storeu_ps(x + 2 * i, _mm256_fmaddsub_ps(a, b, _mm256_blend_ps(ss, vc, 0xaa)));
   }
-  for (; i < half; ++i) {
-    const float x0 = x[2 * i], x1 = x[2 * i + 1];
-    x[2 * i] = x0 * cos_t[i] - x1 * sin_t[i];
-    x[2 * i + 1] = x0 * sin_t[i] + x1 * cos_t[i];
-  }
+  for (; i < half; ++i) tensor::rope_pair(x[2 * i], x[2 * i + 1], cos_t[i], sin_t[i], &x[2 * i], &x[2 * i + 1]);
 }
 
 void swiglu(float* gate, const float* up, int64_t n) {
@@ -341,91 +293,51 @@ void swiglu(float* gate, const float* up, int64_t n) {
 }
 
 // ------------------------------------------------------------- attention
+//
+// The scalar reference's order (attend_ref in scalar_float.cpp, ggml's
+// attention without flash attention), with eight positions or eight output
+// dimensions in the lanes.
 
-// Scores of G heads against positions [j0, j0 + 8 * V) of a transposed K:
-// lanes are positions, and each lane adds q[d] * k[d] for d in order, a
-// product then a sum, exactly as the reference's dot product does. K's rows
-// are read once for all G heads.
-template <int G, int V>
-inline void score_block(const float* const* q, const float* k, int64_t ks, int64_t j0, int64_t hd, float scale,
-                        float* const* s) {
-  __m256 acc[G][V];
-  for (int g = 0; g < G; ++g)
-    for (int t = 0; t < V; ++t) acc[g][t] = _mm256_setzero_ps();
-  for (int64_t d = 0; d < hd; ++d) {
-    const float* kd = k + d * ks + j0;
-    for (int g = 0; g < G; ++g) {
-      const __m256 qd = _mm256_broadcast_ss(q[g] + d);
-      for (int t = 0; t < V; ++t) acc[g][t] = _mm256_add_ps(acc[g][t], _mm256_mul_ps(qd, _mm256_loadu_ps(kd + 8 * t)));
-    }
-  }
-  const __m256 vs = _mm256_set1_ps(scale);
-  for (int g = 0; g < G; ++g)
-    for (int t = 0; t < V; ++t) _mm256_storeu_ps(s[g] + j0 + 8 * t, _mm256_mul_ps(acc[g][t], vs));
-}
-
-// The last n % 8 positions: the same sums with masked loads (lanes past the
-// end load zeros), stored through a stack row.
-template <int G>
-inline void score_tail(const float* const* q, const float* k, int64_t ks, int64_t j0, int64_t left, int64_t hd,
-                       float scale, float* const* s) {
+// Lanes 0..left-1 set, for the last positions of a row.
+inline __m256i lanes_below(int64_t left) {
   alignas(32) static constexpr int32_t kLanes[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-  const __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kLanes + 8 - left));
-  __m256 acc[G];
-  for (int g = 0; g < G; ++g) acc[g] = _mm256_setzero_ps();
-  for (int64_t d = 0; d < hd; ++d) {
-    const __m256 kv = _mm256_maskload_ps(k + d * ks + j0, m);
-    for (int g = 0; g < G; ++g) acc[g] = _mm256_add_ps(acc[g], _mm256_mul_ps(_mm256_broadcast_ss(q[g] + d), kv));
-  }
-  const __m256 vs = _mm256_set1_ps(scale);
-  for (int g = 0; g < G; ++g) {
-    alignas(32) float row[8];
-    _mm256_store_ps(row, _mm256_mul_ps(acc[g], vs));
-    for (int64_t t = 0; t < left; ++t) s[g][j0 + t] = row[t];
-  }
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kLanes + 8 - std::min<int64_t>(left, 8)));
 }
 
-template <int G>
-void attend_scores(const float* const* q, const float* k, int64_t ks, int64_t n, int64_t hd, float scale,
-                   float* const* s) {
+// Scores of one head against positions [j0, j0 + 8) of a transposed K (lanes
+// past `left` read as zeros): score_dot's chains and sums, one position per
+// lane. A chain of lane l and chain c adds dimensions 32 i + 8 c + l.
+inline __m256 score8(const float* q, const float* k, int64_t ks, int64_t j0, __m256i m, int64_t hd) {
+  const int64_t n32 = hd & ~int64_t(31);
+  auto row = [&](int64_t d) { return _mm256_maskload_ps(k + d * ks + j0, m); };
+  auto chain = [&](int64_t first) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n32; i += 32) acc = _mm256_fmadd_ps(row(i + first), _mm256_broadcast_ss(q + i + first), acc);
+    return acc;
+  };
+  auto lane = [&](int l) {
+    return _mm256_add_ps(_mm256_add_ps(chain(l), chain(16 + l)), _mm256_add_ps(chain(8 + l), chain(24 + l)));
+  };
+  auto half = [&](int l) { return _mm256_add_ps(lane(l), lane(l + 4)); };
+  __m256 s = _mm256_add_ps(_mm256_add_ps(half(0), half(1)), _mm256_add_ps(half(2), half(3)));
+  for (int64_t d = n32; d < hd; ++d) s = _mm256_add_ps(s, _mm256_mul_ps(row(d), _mm256_broadcast_ss(q + d)));
+  return s;
+}
+
+// Probability-weighted sum of V for one head: dimension d in a lane, and
+// eight accumulators by position mod 8, added as a horizontal sum would.
+inline void values8(const float* p, const float* v, int64_t vs, int64_t n, int64_t d0, float* out) {
+  __m256 acc[8];
+  for (auto& a : acc) a = _mm256_setzero_ps();
   int64_t j = 0;
-  for (; j + 32 <= n; j += 32) score_block<G, 4>(q, k, ks, j, hd, scale, s);
-  for (; j + 8 <= n; j += 8) score_block<G, 1>(q, k, ks, j, hd, scale, s);
-  if (j < n) score_tail<G>(q, k, ks, j, n - j, hd, scale, s);
-}
-
-// out[g][d0, d0 + 8 V) = sum_j p[g][j] v_j for G heads at once, so each V
-// row is loaded once for the whole group. Each step is a product then a
-// sum, in position order, as the reference's axpy.
-template <int G, int V>
-void values_pass(const float* const* p, const float* v, int64_t vs, int64_t n, int64_t d0, float* const* out) {
-  __m256 acc[G][V];
-  for (int g = 0; g < G; ++g)
-    for (int t = 0; t < V; ++t) acc[g][t] = _mm256_setzero_ps();
-  for (int64_t j = 0; j < n; ++j) {
-    const float* vj = v + j * vs + d0;
-    __m256 vv[V];
-    for (int t = 0; t < V; ++t) vv[t] = _mm256_loadu_ps(vj + 8 * t);
-    for (int g = 0; g < G; ++g) {
-      const __m256 pj = _mm256_broadcast_ss(p[g] + j);
-      for (int t = 0; t < V; ++t) acc[g][t] = _mm256_add_ps(acc[g][t], _mm256_mul_ps(pj, vv[t]));
-    }
-  }
-  for (int g = 0; g < G; ++g)
-    for (int t = 0; t < V; ++t) _mm256_storeu_ps(out[g] + d0 + 8 * t, acc[g][t]);
-}
-
-// 32 dimensions per pass, and the last 8-24 in one more pass.
-template <int G>
-void attend_values(const float* const* p, const float* v, int64_t vs, int64_t n, int64_t hd, float* const* out) {
-  int64_t d = 0;
-  for (; d + 32 <= hd; d += 32) values_pass<G, 4>(p, v, vs, n, d, out);
-  switch ((hd - d) / 8) {
-    case 3: values_pass<G, 3>(p, v, vs, n, d, out); break;
-    case 2: values_pass<G, 2>(p, v, vs, n, d, out); break;
-    case 1: values_pass<G, 1>(p, v, vs, n, d, out); break;
-    default: break;
-  }
+  for (; j + 8 <= n; j += 8)
+    for (int l = 0; l < 8; ++l)
+      acc[l] = _mm256_fmadd_ps(_mm256_loadu_ps(v + (j + l) * vs + d0), _mm256_broadcast_ss(p + j + l), acc[l]);
+  for (int l = 0; j < n; ++j, ++l)
+    acc[l] = _mm256_fmadd_ps(_mm256_loadu_ps(v + j * vs + d0), _mm256_broadcast_ss(p + j), acc[l]);
+  __m256 t[4];
+  for (int l = 0; l < 4; ++l) t[l] = _mm256_add_ps(acc[l + 4], acc[l]);
+  _mm256_storeu_ps(out + d0, _mm256_add_ps(_mm256_add_ps(t[0], t[2]), _mm256_add_ps(t[1], t[3])));
 }
 
 }  // namespace
@@ -436,32 +348,37 @@ void attend(const AttendArgs& a) {
     kernels_scalar().attend(a);
     return;
   }
-  // Heads in groups of up to three: 3 x 4 score accumulators fit the 16 ymm.
-  for (int64_t h = 0; h < a.n_q; h += 3) {
-    const float* q[3];
-    float* sc[3];
-    float* out[3];
-    const int g = static_cast<int>(std::min<int64_t>(3, a.n_q - h));
-    for (int t = 0; t < g; ++t) {
-      q[t] = a.q + (h + t) * a.q_stride;
-      sc[t] = a.scores + (h + t) * a.n_pos;
-      out[t] = a.out + (h + t) * a.out_stride;
+  const __m256 vscale = _mm256_set1_ps(a.scale);
+  for (int64_t h = 0; h < a.n_q; ++h) {
+    const float* q = a.q + h * a.q_stride;
+    float* s = a.scores + h * a.n_pos;
+    __m256 vmax = _mm256_set1_ps(-INFINITY);
+    for (int64_t j = 0; j < a.n_pos; j += 8) {
+      const __m256i m = lanes_below(a.n_pos - j);
+      const __m256 sc = _mm256_mul_ps(score8(q, a.k, a.k_stride, j, m, a.head_dim), vscale);
+      _mm256_maskstore_ps(s + j, m, sc);
+      vmax = _mm256_max_ps(vmax, _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), sc, _mm256_castsi256_ps(m)));
     }
-    if (g == 3) attend_scores<3>(q, a.k, a.k_stride, a.n_pos, a.head_dim, a.scale, sc);
-    if (g == 2) attend_scores<2>(q, a.k, a.k_stride, a.n_pos, a.head_dim, a.scale, sc);
-    if (g == 1) attend_scores<1>(q, a.k, a.k_stride, a.n_pos, a.head_dim, a.scale, sc);
-    for (int t = 0; t < g; ++t) {
-      float* s = sc[t];
-      const float inv = static_cast<float>(1.0 / softmax_exp(s, a.n_pos));
-      const __m256 vinv = _mm256_set1_ps(inv);
-      int64_t j = 0;
-      for (; j + 8 <= a.n_pos; j += 8) _mm256_storeu_ps(s + j, _mm256_mul_ps(_mm256_loadu_ps(s + j), vinv));
-      for (; j < a.n_pos; ++j) s[j] *= inv;
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    const __m256 vm = _mm256_set1_ps(_mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4))));
+    // exp in groups of eight, each group's sum added in double (lanes past
+    // the end are exp(-inf) = 0, as in ggml's padded row).
+    double sum = 0;
+    for (int64_t j = 0; j < a.n_pos; j += 8) {
+      const __m256i m = lanes_below(a.n_pos - j);
+      const __m256 x = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), _mm256_maskload_ps(s + j, m), _mm256_castsi256_ps(m));
+      const __m256 e = exp_ps(_mm256_sub_ps(x, vm));
+      _mm256_maskstore_ps(s + j, m, e);
+      sum += hsum(e);
     }
-    const float* const* p = sc;
-    if (g == 3) attend_values<3>(p, a.v, a.v_stride, a.n_pos, a.head_dim, out);
-    if (g == 2) attend_values<2>(p, a.v, a.v_stride, a.n_pos, a.head_dim, out);
-    if (g == 1) attend_values<1>(p, a.v, a.v_stride, a.n_pos, a.head_dim, out);
+    const __m256 vinv = _mm256_set1_ps(static_cast<float>(1.0 / sum));
+    for (int64_t j = 0; j < a.n_pos; j += 8) {
+      const __m256i m = lanes_below(a.n_pos - j);
+      _mm256_maskstore_ps(s + j, m, _mm256_mul_ps(_mm256_maskload_ps(s + j, m), vinv));
+    }
+    float* out = a.out + h * a.out_stride;
+    for (int64_t d = 0; d < a.head_dim; d += 8) values8(s, a.v, a.v_stride, a.n_pos, d, out);
   }
 }
 
@@ -574,30 +491,6 @@ double fma_peak_probe(int64_t n) {
 }
 
 }  // namespace
-
-// exp(s - max) in place; returns the sum, taken in double as ggml does.
-double softmax_exp(float* s, int64_t n) {
-  __m256 vmax = _mm256_set1_ps(-INFINITY);
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(s + j));
-  __m128 m = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
-  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-  float max = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
-  for (; j < n; ++j) max = std::max(max, s[j]);
-  const __m256 vm = _mm256_set1_ps(max);
-  __m256d acc = _mm256_setzero_pd();
-  for (j = 0; j + 8 <= n; j += 8) {
-    const __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(s + j), vm));
-    _mm256_storeu_ps(s + j, e);
-    acc = add_to_double(acc, e);
-  }
-  double sum = hsum_pd(acc);
-  for (; j < n; ++j) {
-    s[j] = std::exp(s[j] - max);
-    sum += s[j];
-  }
-  return sum;
-}
 
 void add_float_kernels(Kernels& k) {
   k.vec_dot[dtype_index(DType::F32)] = vec_dot_float<F32W>;

@@ -1,8 +1,8 @@
 // AVX2 dot products for the K-quants that Q4_K_M/Q5_K_M/Q6_K files hold
 // (Q4_K, Q5_K, Q6_K) against Q8_K activations, bit-exact with the scalar
-// reference (see LaneSums below). Q2_K and Q3_K keep the scalar reference.
+// reference (tensor/quants_k.cpp): Q4_K and Q6_K in ggml's AVX2 order, Q5_K
+// in its generic one (LaneSums below). Q2_K and Q3_K keep the reference.
 #include <cstddef>
-#include <type_traits>
 
 #include "cpu/kernels/kernels.h"
 #include "cpu/kernels/x86_avx2_common.h"
@@ -93,10 +93,10 @@ struct LaneSums {
   }
 };
 
-// Q4_K and Q5_K share everything but the fifth bit.
-template <bool kFifthBit>
-float vec_dot_q45_k(const void* vw, const void* va, int64_t n) {
-  using Block = std::conditional_t<kFifthBit, tensor::BlockQ5_K, tensor::BlockQ4_K>;
+// Q5_K, in the generic order (LaneSums; no reference run pins its AVX2 one):
+// Q4_K's layout plus a fifth bit per element in qh.
+float vec_dot_q5_k(const void* vw, const void* va, int64_t n) {
+  using Block = tensor::BlockQ5_K;
   const auto* w = static_cast<const uint8_t*>(vw);
   const auto* a = static_cast<const uint8_t*>(va);
   const __m256i m4 = _mm256_set1_epi8(0x0f), order = lane_order();
@@ -109,21 +109,18 @@ float vec_dot_q45_k(const void* vw, const void* va, int64_t n) {
     unpack_scales_k4(x + 4, sc, m);
     const uint8_t* qs = x + offsetof(Block, qs);
     const int8_t* q8 = reinterpret_cast<const int8_t*>(y + kQ8KQs);
-    __m256i qh = _mm256_setzero_si256();
-    if constexpr (kFifthBit) qh = load256(x + offsetof(tensor::BlockQ5_K, qh));
+    const __m256i qh = load256(x + offsetof(tensor::BlockQ5_K, qh));
     const int32_t summs = min_term(y, m);
     __m256i lanes = _mm256_setzero_si256();
     for (int g = 0; g < 4; ++g) {
       const __m256i bits = load256(qs + 32 * g);
       __m256i lo = _mm256_and_si256(bits, m4);
       __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-      if constexpr (kFifthBit) {
-        const __m256i one = _mm256_set1_epi8(1);
-        const __m256i bl = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * g)), one);
-        const __m256i bh = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * g + 1)), one);
-        lo = _mm256_or_si256(lo, _mm256_slli_epi16(bl, 4));
-        hi = _mm256_or_si256(hi, _mm256_slli_epi16(bh, 4));
-      }
+      const __m256i one = _mm256_set1_epi8(1);
+      const __m256i bl = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * g)), one);
+      const __m256i bh = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * g + 1)), one);
+      lo = _mm256_or_si256(lo, _mm256_slli_epi16(bl, 4));
+      hi = _mm256_or_si256(hi, _mm256_slli_epi16(bh, 4));
       lanes = add_scaled32(lanes, lane_products(lo, load256(q8 + 64 * g), order), sc[2 * g]);
       lanes = add_scaled32(lanes, lane_products(hi, load256(q8 + 64 * g + 32), order), sc[2 * g + 1]);
     }
@@ -133,6 +130,51 @@ float vec_dot_q45_k(const void* vw, const void* va, int64_t n) {
   return acc.total();
 }
 
+// ggml's AVX2 order for Q4_K and Q6_K (tensor::ref's QuadLaneSums): plain
+// maddubs + madd lanes, lane m holding elements (e % 32) / 4 == m, one
+// multiply-add by d per block, and the horizontal sum at the end.
+inline __m256i scale_halves(int32_t lo, int32_t hi) {
+  return _mm256_setr_m128i(_mm_set1_epi16(static_cast<int16_t>(lo)), _mm_set1_epi16(static_cast<int16_t>(hi)));
+}
+
+// Q4_K: each 32-byte group holds 64 elements, low nibbles first, one scale
+// per 32; the mins times Q8_K's sums go to four float sums of their own.
+float vec_dot_q4_k(const void* vw, const void* va, int64_t n) {
+  const auto* w = static_cast<const uint8_t*>(vw);
+  const auto* a = static_cast<const uint8_t*>(va);
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  __m256 acc = _mm256_setzero_ps();
+  __m128 mins = _mm_setzero_ps();
+  for (int64_t i = 0; i < n / 256; ++i) {
+    const uint8_t* x = w + i * sizeof(tensor::BlockQ4_K);
+    const uint8_t* y = a + i * sizeof(tensor::BlockQ8_K);
+    const float yd = load_f32(y);
+    int16_t sc[8], m[8], bs[16];
+    unpack_scales_k4(x + 4, sc, m);
+    std::memcpy(bs, y + kQ8KBsums, sizeof(bs));
+    alignas(16) int32_t prod[4];
+    for (int j = 0; j < 4; ++j)
+      prod[j] = m[2 * j] * (bs[4 * j] + bs[4 * j + 1]) + m[2 * j + 1] * (bs[4 * j + 2] + bs[4 * j + 3]);
+    mins = _mm_fmadd_ps(_mm_set1_ps(-yd * f16_to_f32(x + 2)),
+                        _mm_cvtepi32_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(prod))), mins);
+    const uint8_t* qs = x + offsetof(tensor::BlockQ4_K, qs);
+    const int8_t* q8 = reinterpret_cast<const int8_t*>(y + kQ8KQs);
+    __m256i lanes = _mm256_setzero_si256();
+    for (int g = 0; g < 4; ++g) {
+      const __m256i bits = load256(qs + 32 * g);
+      const __m256i lo = _mm256_and_si256(bits, m4), hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+      const __m256i pl = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * g]), _mm256_maddubs_epi16(lo, load256(q8 + 64 * g)));
+      const __m256i ph =
+          _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * g + 1]), _mm256_maddubs_epi16(hi, load256(q8 + 64 * g + 32)));
+      lanes = _mm256_add_epi32(lanes, _mm256_add_epi32(pl, ph));
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(yd * f16_to_f32(x)), _mm256_cvtepi32_ps(lanes), acc);
+  }
+  mins = _mm_add_ps(mins, _mm_movehl_ps(mins, mins));
+  mins = _mm_add_ss(mins, _mm_movehdup_ps(mins));
+  return hsum(acc) + _mm_cvtss_f32(mins);
+}
+
 // Q6_K: per 128 elements, ql holds low nibbles of elements l and l + 32
 // (high nibbles: l + 64, l + 96) and qh their top two bits; the offset 32 is
 // taken out in 16-bit lanes. Sixteen signed 8-bit scales, one per 16.
@@ -140,8 +182,7 @@ float vec_dot_q6_k(const void* vw, const void* va, int64_t n) {
   const auto* w = static_cast<const uint8_t*>(vw);
   const auto* a = static_cast<const uint8_t*>(va);
   const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(3), m32 = _mm256_set1_epi8(32);
-  const __m256i order = lane_order();
-  LaneSums acc;
+  __m256 acc = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / 256; ++i) {
     const uint8_t* x = w + i * sizeof(tensor::BlockQ6_K);
     const uint8_t* y = a + i * sizeof(tensor::BlockQ8_K);
@@ -162,15 +203,16 @@ float vec_dot_q6_k(const void* vw, const void* va, int64_t n) {
                              _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 6), m2), 4));
       for (int t = 0; t < 4; ++t) {
         const __m256i y8 = load256(q8 + 128 * half + 32 * t);
-        const __m256i p16 = _mm256_sub_epi16(lane_products(q[t], y8, order), lane_products(m32, y8, order));
+        const __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q[t], y8), _mm256_maddubs_epi16(m32, y8));
         // Elements 0..15 of this 32 take one scale, 16..31 the next.
         const int s = 8 * half + 2 * t;
-        lanes = add_scaled16(lanes, p16, sc[s], sc[s + 1]);
+        lanes = _mm256_add_epi32(lanes, _mm256_madd_epi16(scale_halves(sc[s], sc[s + 1]), p16));
       }
     }
-    acc.add_block(lanes, load_f32(y) * f16_to_f32(x + offsetof(tensor::BlockQ6_K, d)));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(load_f32(y) * f16_to_f32(x + offsetof(tensor::BlockQ6_K, d))),
+                          _mm256_cvtepi32_ps(lanes), acc);
   }
-  return acc.total();
+  return hsum(acc);
 }
 
 // K-quant matmuls are row-at-a-time dot products: these formats are not on
@@ -186,11 +228,11 @@ void matmul_rows(const uint8_t* w, int64_t ws, int64_t r0, int64_t r1, int64_t n
 }  // namespace
 
 void add_kquant_kernels(Kernels& k) {
-  k.vec_dot[dtype_index(DType::Q4_K)] = vec_dot_q45_k<false>;
-  k.vec_dot[dtype_index(DType::Q5_K)] = vec_dot_q45_k<true>;
+  k.vec_dot[dtype_index(DType::Q4_K)] = vec_dot_q4_k;
+  k.vec_dot[dtype_index(DType::Q5_K)] = vec_dot_q5_k;
   k.vec_dot[dtype_index(DType::Q6_K)] = vec_dot_q6_k;
-  k.matmul[dtype_index(DType::Q4_K)] = matmul_rows<vec_dot_q45_k<false>>;
-  k.matmul[dtype_index(DType::Q5_K)] = matmul_rows<vec_dot_q45_k<true>>;
+  k.matmul[dtype_index(DType::Q4_K)] = matmul_rows<vec_dot_q4_k>;
+  k.matmul[dtype_index(DType::Q5_K)] = matmul_rows<vec_dot_q5_k>;
   k.matmul[dtype_index(DType::Q6_K)] = matmul_rows<vec_dot_q6_k>;
 }
 

@@ -1,0 +1,97 @@
+#pragma once
+// Scalar functions whose exact bits the CPU kernels (every ISA) and the CUDA
+// kernels share, so that one input gives one output everywhere. They follow
+// what llama.cpp's CPU backend computes in an x86 AVX2 build, which is what
+// the reference logits were made with (docs/ARCHITECTURE.md, "Numerics").
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "tensor/blocks.h"  // QUARREL_HOST_DEVICE
+
+namespace quarrel::tensor {
+
+QUARREL_HOST_DEVICE inline uint32_t float_bits(float f) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(f);
+#else
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+#endif
+}
+
+QUARREL_HOST_DEVICE inline float bits_float(uint32_t u) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(u);
+#else
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+#endif
+}
+
+// exp(x) as ggml's vectorised expf computes it (softmax, SiLU): x = n ln2 + b
+// with n rounded by the 1.5 * 2^23 shifter and ln2 in two parts, a degree-5
+// polynomial in b, and 2^n built in the exponent bits; |n| > 126 takes two
+// scale factors so that the result under- or overflows gracefully. Every
+// multiply-add below is one rounding (fmaf), every other step another.
+QUARREL_HOST_DEVICE inline float exp_poly(float x) {
+  const float shifter = 0x1.8p23f;
+  const float z = fmaf(x, 0x1.715476p+0f, shifter);
+  const float n = z - shifter;
+  const float b = fmaf(-n, 0x1.7f7d1cp-20f, fmaf(-n, 0x1.62e4p-1f, x));
+  const uint32_t e = float_bits(z) << 23;
+  const float k = bits_float(e + 0x3f800000u);  // 2^n
+  const float u = b * b;
+  const float j = fmaf(fmaf(fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)), u,
+                       0x1.ffffecp-1f * b);
+  const float an = fabsf(n);
+  if (!(an > 126.0f)) return fmaf(j, k, k);
+  const uint32_t g = n <= 0.0f ? 0x82000000u : 0u;
+  const float s1 = bits_float(g + 0x7f000000u), s2 = bits_float(e - g);
+  if (an > 192.0f) return s1 * s1;
+  return fmaf(s2, j, s2) * s1;
+}
+
+// silu(g) * u for one SwiGLU element, with exp_poly (elements past the last
+// whole group of eight take the C library's expf, as ggml's tail loop does).
+QUARREL_HOST_DEVICE inline float swiglu_poly(float g, float u) { return g / (1.0f + exp_poly(0.0f - g)) * u; }
+
+// One RoPE pair: (x0 cos - x1 sin, x0 sin + x1 cos) with the first product
+// of each fused into the add, as the compilers contract ggml's rotation.
+QUARREL_HOST_DEVICE inline void rope_pair(float x0, float x1, float c, float s, float* y0, float* y1) {
+  *y0 = fmaf(x0, c, -(x1 * s));
+  *y1 = fmaf(x0, s, x1 * c);
+}
+
+// Eight lanes added as an x86 horizontal sum adds them: halves first, then
+// (0 + 2) + (1 + 3).
+QUARREL_HOST_DEVICE inline float hsum8(const float* v) {
+  float t[4];
+  for (int l = 0; l < 4; ++l) t[l] = v[l + 4] + v[l];
+  return (t[0] + t[2]) + (t[1] + t[3]);
+}
+
+// q . k over n elements (k strided by ks) in the order of ggml's AVX2
+// ggml_vec_dot_f32, which makes the attention scores: four chains of eight
+// lanes over each 32 elements (multiply-adds), the chains added
+// (0 + 2) + (1 + 3), the eight lanes by halves and then pairs, and the last
+// n % 32 elements one by one (a product, then an add).
+QUARREL_HOST_DEVICE inline float score_dot(const float* q, const float* k, int64_t ks, int64_t n) {
+  const int64_t n32 = n & ~int64_t(31);
+  float lane[8];
+  for (int l = 0; l < 8; ++l) {
+    float chain[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int64_t i = 0; i < n32; i += 32)
+      for (int c = 0; c < 4; ++c) chain[c] = fmaf(k[(i + 8 * c + l) * ks], q[i + 8 * c + l], chain[c]);
+    lane[l] = (chain[0] + chain[2]) + (chain[1] + chain[3]);
+  }
+  float half[4];
+  for (int l = 0; l < 4; ++l) half[l] = lane[l] + lane[l + 4];
+  float s = (half[0] + half[1]) + (half[2] + half[3]);
+  for (int64_t d = n32; d < n; ++d) s = s + k[d * ks] * q[d];
+  return s;
+}
+
+}  // namespace quarrel::tensor
