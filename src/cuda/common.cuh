@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "common/error.h"
+#include "tensor/ref_math.h"
 
 #define QUARREL_CUDA_CHECK(call) ::quarrel::cuda::check_status((call), #call, __FILE__, __LINE__)
 
@@ -121,33 +122,17 @@ void launch_programmatic(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t
 }
 
 // The CPU backend's exponential (softmax, SwiGLU), operation for operation:
-// its SIMD kernels (x86_avx2_common.h, exp_ps) take elements in blocks of
-// eight through a polynomial (poly), and the last n % 8 through the C
-// library's correctly rounded expf, which a double-precision exp rounded to
-// float matches. The same input then gives the same bits on both backends.
+// its kernels take elements in groups of eight through exp_poly (poly), and
+// SwiGLU's last n % 8 through the C library's correctly rounded expf, which
+// a double-precision exp rounded to float matches.
 __device__ __forceinline__ float cpu_exp(float x, bool poly) {
   if (!poly) return static_cast<float>(exp(static_cast<double>(x)));
-  const float hi = 88.7228391f, lo = -87.3365479f;
-  if (x > hi) return INFINITY;
-  if (x < lo) return 0.0f;
-  const float k = rintf(__fmul_rn(x, 1.44269504089f));
-  float r = fmaf(-k, 0.693359375f, x);
-  r = fmaf(-k, -2.12194440e-4f, r);
-  float p = 1.9875691500e-4f;
-  p = fmaf(p, r, 1.3981999507e-3f);
-  p = fmaf(p, r, 8.3334519073e-3f);
-  p = fmaf(p, r, 4.1665795894e-2f);
-  p = fmaf(p, r, 1.6666665459e-1f);
-  p = fmaf(p, r, 5.0000001201e-1f);
-  p = fmaf(p, __fmul_rn(r, r), r);
-  p = __fadd_rn(p, 1.0f);
-  const int ki = static_cast<int>(k), k1 = ki >> 1, k2 = ki - k1;
-  return __fmul_rn(__fmul_rn(p, __int_as_float((k1 + 127) << 23)), __int_as_float((k2 + 127) << 23));
+  return tensor::exp_poly(x);
 }
 
 // The CPU's SwiGLU of element i of n: gate / (1 + exp(-gate)) * up.
 __device__ __forceinline__ float swiglu_cpu(float g, float u, int i, int n) {
-  return g / (1.0f + cpu_exp(-g, i < (n & ~7))) * u;
+  return g / (1.0f + cpu_exp(0.0f - g, i < (n & ~7))) * u;
 }
 
 // Calls f(i, x[i], y[i]) for i = threadIdx.x, threadIdx.x + blockDim.x, ...

@@ -367,9 +367,7 @@ __device__ void matvec_rows(const MatvecArgs& a, const float* xs, int warp, int 
         vb += bb;
       }
       if (r.ra < q_dim + kv_dim) {  // q and k are rotated
-        const float x0 = va, x1 = vb;
-        va = x0 * e0 - x1 * e1;
-        vb = x0 * e1 + x1 * e0;
+        tensor::rope_pair(va, vb, e0, e1, &va, &vb);
       }
       if (r.ra < q_dim) {
         a.out[r.ra] = va;

@@ -159,9 +159,7 @@ __global__ void rope_store_kernel(RopeArgs a, float* q, const float* k, const fl
     }
     if (ra < q_dim + kv_dim) {
       const float cs = a.rope_cos[pos * half + i], sn = a.rope_sin[pos * half + i];
-      const float x0 = va, x1 = vb;
-      va = x0 * cs - x1 * sn;
-      vb = x0 * sn + x1 * cs;
+      tensor::rope_pair(va, vb, cs, sn, &va, &vb);
     }
     if (ra < q_dim) {
       q[static_cast<int64_t>(t) * q_dim + ra] = va;

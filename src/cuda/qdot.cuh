@@ -21,7 +21,10 @@
 //     the blocks in order, and the lanes are added as the CPU's hsum adds
 //     them; Q4_1/Q5_1 add the minimum's share m * s in a separate sum.
 //   - Q4_0 (the AVX2 packed kernel): one chain, fma(block sum, dw * da, acc).
-//   - Q3_K..Q6_K (ggml's generic K-quant order): lane l holds elements e with
+//   - Q4_K, Q6_K (ggml's AVX2 order): lane l holds elements 32 r + 4 l + t of
+//     each block, fma(d, lane sum, acc) per block, the CPU's hsum at the end
+//     (Q4_K's mins: four float sums of fma(-dmin, mins times Q8_K sums));
+//   - Q3_K, Q5_K (ggml's generic K-quant order): lane l holds elements e with
 //     e % 8 == l times their sub-block scale, scaled by d into its own running
 //     float sum; the eight sums are added at the end after the mins' sum.
 //   - Q2_K: one integer per block, scaled once.
@@ -345,7 +348,7 @@ __device__ __forceinline__ float qdot(const uint8_t* row, const QActs& a, int k,
   } else {
     constexpr int BB = block_bytes<WT>(), SUB = ksub_size<WT>(), DO = kd_offset<WT>();
     const int nb = k / 256;
-    float sums = 0.0f, sumf = 0.0f;
+    float sums = 0.0f, sumf = 0.0f, quads = 0.0f, mins = 0.0f;
     for (int i = 0; i < nb; ++i) {
       const uint8_t* b = row + static_cast<int64_t>(BB) * i;
       const int8_t* q8 = a.q + 256 * i;
@@ -365,6 +368,26 @@ __device__ __forceinline__ float qdot(const uint8_t* row, const QActs& a, int k,
         }
         const float dall = a.d[i] * load_half(b + DO), dmin = a.d[i] * load_half(b + DO + 2);
         sumf = sumf + (dall * static_cast<float>(isum) - dmin * static_cast<float>(summs));
+      } else if constexpr (WT == DType::Q4_K || WT == DType::Q6_K) {
+        // ggml's AVX2 order: lane l holds elements 32 r + 4 l + t.
+        for (int r = 0; r < 8; ++r)
+          for (int t = 0; t < 4; ++t) {
+            const int e = 32 * r + 4 * l + t;
+            int sc, m;
+            kscale<WT>(b, e / SUB, sc, m);
+            lane_sum += sc * (q8[e] * kquant<WT>(b, e));
+          }
+        quads = fmaf(a.d[i] * load_half(b + DO), static_cast<float>(lane_sum), quads);
+        if constexpr (WT == DType::Q4_K) {
+          if (l < 4) {
+            int sc0, m0, sc1, m1;
+            kscale<WT>(b, 2 * l, sc0, m0);
+            kscale<WT>(b, 2 * l + 1, sc1, m1);
+            const int* bs = a.bsum + 16 * i + 4 * l;
+            const int prod = m0 * (bs[0] + bs[1]) + m1 * (bs[2] + bs[3]);
+            mins = fmaf(-a.d[i] * load_half(b + 2), static_cast<float>(prod), mins);
+          }
+        }
       } else {
         for (int e = l; e < 256; e += kQGroup) {
           int sc, m;
@@ -372,7 +395,7 @@ __device__ __forceinline__ float qdot(const uint8_t* row, const QActs& a, int k,
           lane_sum += sc * (q8[e] * kquant<WT>(b, e));
         }
         sums = sums + load_half(b + DO) * a.d[i] * static_cast<float>(lane_sum);
-        if constexpr (WT == DType::Q4_K || WT == DType::Q5_K) {
+        if constexpr (WT == DType::Q5_K) {
           int sumi = 0;
           for (int j = 0; j < 16; ++j) {
             int sc, m;
@@ -385,6 +408,14 @@ __device__ __forceinline__ float qdot(const uint8_t* row, const QActs& a, int k,
       }
     }
     if constexpr (WT == DType::Q2_K) return sumf;
+    if constexpr (WT == DType::Q4_K || WT == DType::Q6_K) {
+      // The lanes' horizontal sum, plus (Q4_K) the four min sums (0 + 2) + (1 + 3).
+      const float q = lane_hsum(quads, mask);
+      if constexpr (WT == DType::Q6_K) return q;
+      float mm = mins + __shfl_down_sync(mask, mins, 2, kQGroup);
+      mm = mm + __shfl_down_sync(mask, mm, 1, kQGroup);
+      return q + mm;
+    }
     // total = sumf + sums[0] + ... + sums[7], in that order.
     const int base = (threadIdx.x % kWarp) & ~(kQGroup - 1);
     float total = sumf;
