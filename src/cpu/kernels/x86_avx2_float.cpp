@@ -304,40 +304,104 @@ inline __m256i lanes_below(int64_t left) {
   return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kLanes + 8 - std::min<int64_t>(left, 8)));
 }
 
-// Scores of one head against positions [j0, j0 + 8) of a transposed K (lanes
-// past `left` read as zeros): score_dot's chains and sums, one position per
-// lane. A chain of lane l and chain c adds dimensions 32 i + 8 c + l.
-inline __m256 score8(const float* q, const float* k, int64_t ks, int64_t j0, __m256i m, int64_t hd) {
+// GCC leaves these lambdas out of line otherwise, and their register arrays
+// then go through memory.
+#define QUARREL_INLINE __attribute__((always_inline))
+
+// Scores of one head against B blocks of eight positions from j0 of a
+// transposed K, one position per lane: score_dot's chains and sums (chain c
+// of lane l adds dimensions 32 i + 8 c + l). The last block is read through
+// mask m (lanes past the end load zeros). Each broadcast query element
+// serves the B blocks.
+template <int B>
+inline void score_blocks(const float* q, const float* k, int64_t ks, int64_t j0, __m256i m, int64_t hd, __m256* out) {
   const int64_t n32 = hd & ~int64_t(31);
-  auto row = [&](int64_t d) { return _mm256_maskload_ps(k + d * ks + j0, m); };
-  auto chain = [&](int64_t first) {
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n32; i += 32) acc = _mm256_fmadd_ps(row(i + first), _mm256_broadcast_ss(q + i + first), acc);
-    return acc;
+  auto load = [&](int64_t d, int b) QUARREL_INLINE {
+    const float* p = k + d * ks + j0 + 8 * b;
+    return b == B - 1 ? _mm256_maskload_ps(p, m) : _mm256_loadu_ps(p);
   };
-  auto lane = [&](int l) {
-    return _mm256_add_ps(_mm256_add_ps(chain(l), chain(16 + l)), _mm256_add_ps(chain(8 + l), chain(24 + l)));
+  auto chain = [&](int64_t first, __m256* acc) QUARREL_INLINE {
+    for (int b = 0; b < B; ++b) acc[b] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n32; i += 32) {
+      const __m256 qv = _mm256_broadcast_ss(q + i + first);
+      for (int b = 0; b < B; ++b) acc[b] = _mm256_fmadd_ps(load(i + first, b), qv, acc[b]);
+    }
   };
-  auto half = [&](int l) { return _mm256_add_ps(lane(l), lane(l + 4)); };
-  __m256 s = _mm256_add_ps(_mm256_add_ps(half(0), half(1)), _mm256_add_ps(half(2), half(3)));
-  for (int64_t d = n32; d < hd; ++d) s = _mm256_add_ps(s, _mm256_mul_ps(row(d), _mm256_broadcast_ss(q + d)));
-  return s;
+  auto lane = [&](int l, __m256* r) QUARREL_INLINE {
+    __m256 x[B], y[B];
+    chain(l, x);
+    chain(16 + l, y);
+    for (int b = 0; b < B; ++b) x[b] = _mm256_add_ps(x[b], y[b]);
+    chain(8 + l, r);
+    chain(24 + l, y);
+    for (int b = 0; b < B; ++b) r[b] = _mm256_add_ps(x[b], _mm256_add_ps(r[b], y[b]));
+  };
+  auto half = [&](int l, __m256* r) QUARREL_INLINE {
+    __m256 x[B];
+    lane(l, r);
+    lane(l + 4, x);
+    for (int b = 0; b < B; ++b) r[b] = _mm256_add_ps(r[b], x[b]);
+  };
+  __m256 u[B], v[B];
+  half(0, out);
+  half(1, u);
+  for (int b = 0; b < B; ++b) out[b] = _mm256_add_ps(out[b], u[b]);
+  half(2, u);
+  half(3, v);
+  for (int b = 0; b < B; ++b) out[b] = _mm256_add_ps(out[b], _mm256_add_ps(u[b], v[b]));
+  for (int64_t d = n32; d < hd; ++d) {
+    const __m256 qv = _mm256_broadcast_ss(q + d);
+    for (int b = 0; b < B; ++b) out[b] = _mm256_add_ps(out[b], _mm256_mul_ps(load(d, b), qv));
+  }
 }
 
-// Probability-weighted sum of V for one head: dimension d in a lane, and
-// eight accumulators by position mod 8, added as a horizontal sum would.
-inline void values8(const float* p, const float* v, int64_t vs, int64_t n, int64_t d0, float* out) {
-  __m256 acc[8];
-  for (auto& a : acc) a = _mm256_setzero_ps();
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8)
-    for (int l = 0; l < 8; ++l)
-      acc[l] = _mm256_fmadd_ps(_mm256_loadu_ps(v + (j + l) * vs + d0), _mm256_broadcast_ss(p + j + l), acc[l]);
-  for (int l = 0; j < n; ++j, ++l)
-    acc[l] = _mm256_fmadd_ps(_mm256_loadu_ps(v + j * vs + d0), _mm256_broadcast_ss(p + j), acc[l]);
-  __m256 t[4];
-  for (int l = 0; l < 4; ++l) t[l] = _mm256_add_ps(acc[l + 4], acc[l]);
-  _mm256_storeu_ps(out + d0, _mm256_add_ps(_mm256_add_ps(t[0], t[2]), _mm256_add_ps(t[1], t[3])));
+// Probability-weighted sums of V for G heads (probabilities p[g]) over
+// dimensions [d0, d0 + 8 D): a dimension in each lane, and eight chains by
+// position mod 8, added as a horizontal sum adds lanes. One chain at a time
+// over every dimension and head of the pass (G x D registers), so each V row
+// is read once per pass, whole; the chains wait in `chains`
+// (8 x G x 8 D floats) for the final sum.
+template <int G, int D>
+inline void values_pass(const float* const* p, const float* v, int64_t vs, int64_t n, int64_t d0, float* chains,
+                        float* const* out) {
+  for (int l = 0; l < 8; ++l) {
+    __m256 acc[G][D];
+    for (int g = 0; g < G; ++g)
+      for (int t = 0; t < D; ++t) acc[g][t] = _mm256_setzero_ps();
+    for (int64_t j = l; j < n; j += 8) {
+      const float* row = v + j * vs + d0;
+      // Rows 8 apart are often 4 KiB apart, where the hardware prefetchers
+      // stop: fetch four rows ahead.
+      for (int t = 0; t < D; t += 2) _mm_prefetch(reinterpret_cast<const char*>(row + 32 * vs + 8 * t), _MM_HINT_T0);
+      __m256 r[D];
+      for (int t = 0; t < D; ++t) r[t] = _mm256_loadu_ps(row + 8 * t);
+      for (int g = 0; g < G; ++g) {
+        const __m256 pj = _mm256_broadcast_ss(p[g] + j);
+        for (int t = 0; t < D; ++t) acc[g][t] = _mm256_fmadd_ps(r[t], pj, acc[g][t]);
+      }
+    }
+    for (int g = 0; g < G; ++g)
+      for (int t = 0; t < D; ++t) _mm256_storeu_ps(chains + ((l * G + g) * D + t) * 8, acc[g][t]);
+  }
+  for (int g = 0; g < G; ++g)
+    for (int t = 0; t < D; ++t) {
+      __m256 c[8];
+      for (int l = 0; l < 8; ++l) c[l] = _mm256_loadu_ps(chains + ((l * G + g) * D + t) * 8);
+      const __m256 t0 = _mm256_add_ps(c[4], c[0]), t1 = _mm256_add_ps(c[5], c[1]);
+      const __m256 t2 = _mm256_add_ps(c[6], c[2]), t3 = _mm256_add_ps(c[7], c[3]);
+      _mm256_storeu_ps(out[g] + d0 + 8 * t, _mm256_add_ps(_mm256_add_ps(t0, t2), _mm256_add_ps(t1, t3)));
+    }
+}
+
+// All of a head's dimensions for G heads: 8 / G registers per head per pass
+// (G of 1, 2 or 4), then eight dimensions at a time.
+template <int G>
+void values(const float* const* p, const float* v, int64_t vs, int64_t n, int64_t hd, float* const* out) {
+  constexpr int D = 8 / G;
+  alignas(32) float chains[8 * 8 * 8];
+  int64_t d = 0;
+  for (; d + 8 * D <= hd; d += 8 * D) values_pass<G, D>(p, v, vs, n, d, chains, out);
+  for (; d < hd; d += 8) values_pass<G, 1>(p, v, vs, n, d, chains, out);
 }
 
 }  // namespace
@@ -353,11 +417,25 @@ void attend(const AttendArgs& a) {
     const float* q = a.q + h * a.q_stride;
     float* s = a.scores + h * a.n_pos;
     __m256 vmax = _mm256_set1_ps(-INFINITY);
-    for (int64_t j = 0; j < a.n_pos; j += 8) {
+    // Two blocks of eight positions at a time, then the last one or two
+    // (the final block through a mask).
+    const __m256i all = _mm256_set1_epi32(-1);
+    int64_t j = 0;
+    __m256 sc[2];
+    for (; j + 24 <= a.n_pos; j += 16) {
+      score_blocks<2>(q, a.k, a.k_stride, j, all, a.head_dim, sc);
+      for (int b = 0; b < 2; ++b) {
+        sc[b] = _mm256_mul_ps(sc[b], vscale);
+        _mm256_storeu_ps(s + j + 8 * b, sc[b]);
+        vmax = _mm256_max_ps(vmax, sc[b]);
+      }
+    }
+    for (; j < a.n_pos; j += 8) {
       const __m256i m = lanes_below(a.n_pos - j);
-      const __m256 sc = _mm256_mul_ps(score8(q, a.k, a.k_stride, j, m, a.head_dim), vscale);
-      _mm256_maskstore_ps(s + j, m, sc);
-      vmax = _mm256_max_ps(vmax, _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), sc, _mm256_castsi256_ps(m)));
+      score_blocks<1>(q, a.k, a.k_stride, j, m, a.head_dim, sc);
+      sc[0] = _mm256_mul_ps(sc[0], vscale);
+      _mm256_maskstore_ps(s + j, m, sc[0]);
+      vmax = _mm256_max_ps(vmax, _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), sc[0], _mm256_castsi256_ps(m)));
     }
     __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
     m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
@@ -377,8 +455,20 @@ void attend(const AttendArgs& a) {
       const __m256i m = lanes_below(a.n_pos - j);
       _mm256_maskstore_ps(s + j, m, _mm256_mul_ps(_mm256_maskload_ps(s + j, m), vinv));
     }
-    float* out = a.out + h * a.out_stride;
-    for (int64_t d = 0; d < a.head_dim; d += 8) values8(s, a.v, a.v_stride, a.n_pos, d, out);
+  }
+  // V for the heads together, four at a time: each row read once per pass.
+  for (int64_t h = 0; h < a.n_q;) {
+    const float* p[4];
+    float* out[4];
+    const int64_t g = std::min<int64_t>(4, a.n_q - h);
+    for (int64_t t = 0; t < g; ++t) {
+      p[t] = a.scores + (h + t) * a.n_pos;
+      out[t] = a.out + (h + t) * a.out_stride;
+    }
+    if (g == 4) values<4>(p, a.v, a.v_stride, a.n_pos, a.head_dim, out);
+    else if (g >= 2) values<2>(p, a.v, a.v_stride, a.n_pos, a.head_dim, out);
+    else values<1>(p, a.v, a.v_stride, a.n_pos, a.head_dim, out);
+    h += g == 4 ? 4 : g >= 2 ? 2 : 1;
   }
 }
 
