@@ -32,10 +32,15 @@ bool is_float(DType t) { return t == DType::F32 || t == DType::F16; }
 
 bool packable(DType t) { return t == DType::Q4_0 || t == DType::Q8_0 || is_float(t); }
 
-bool packable_rows(DType t, int64_t n) { return packable(t) && (t != DType::F16 || n <= kPanelBufFloats); }
+bool packable_rows(DType t, int64_t n) { return packable(t) && (!is_float(t) || n <= kPanelBufFloats); }
 
 int64_t packed_group_bytes(DType t, int64_t n) {
   return kPackRows * tensor::row_bytes(t, n);
+}
+
+int64_t panel_slot(int64_t k, int64_t n) {
+  const int64_t per_chain = n / 8;
+  return k < 8 * per_chain ? (k % 8) * per_chain + k / 8 : k;
 }
 
 void pack_rows(DType t, const uint8_t* w, int64_t w_stride, int64_t rows, int64_t n, uint8_t* dst) {
@@ -44,7 +49,8 @@ void pack_rows(DType t, const uint8_t* w, int64_t w_stride, int64_t rows, int64_
     for (int64_t g = 0; g < rows / kPackRows; ++g)
       for (int64_t r = 0; r < kPackRows; ++r) {
         const uint8_t* row = w + (g * kPackRows + r) * w_stride;
-        for (int64_t k = 0; k < n; ++k) std::memcpy(dst + g * group + (k * kPackRows + r) * eb, row + k * eb, eb);
+        for (int64_t k = 0; k < n; ++k)
+          std::memcpy(dst + g * group + (panel_slot(k, n) * kPackRows + r) * eb, row + k * eb, eb);
       }
     return;
   }
@@ -70,7 +76,8 @@ void unpack_row(DType t, const uint8_t* packed, int64_t n, int64_t r, uint8_t* d
   if (is_float(t)) {
     const int64_t eb = tensor::row_bytes(t, 1);
     const uint8_t* group = packed + (r / kPackRows) * packed_group_bytes(t, n);
-    for (int64_t k = 0; k < n; ++k) std::memcpy(dst + k * eb, group + (k * kPackRows + r % kPackRows) * eb, eb);
+    for (int64_t k = 0; k < n; ++k)
+      std::memcpy(dst + k * eb, group + (panel_slot(k, n) * kPackRows + r % kPackRows) * eb, eb);
     return;
   }
   const Format f = format(t);

@@ -14,7 +14,9 @@
 //   scales: nb blocks of 16 F16 scales, one per row, after all the quants.
 // Float weights (F32, F16) are packed as panels: for each element k, the 16
 // rows' values at k, so a register holds 16 rows and multiplies one broadcast
-// activation; a matmul needs no horizontal sums.
+// activation; a matmul needs no horizontal sums. The elements go chain by
+// chain (panel_slot): the reference sums element k in chain k % 8, so chain
+// c's elements c, c + 8, ... lie together, and the last n % 8 follow.
 // A group takes exactly as many bytes as its 16 rows did, and starts on a
 // 64-byte boundary when the buffer does.
 #include <cstdint>
@@ -24,15 +26,17 @@
 namespace quarrel::cpu {
 
 constexpr int kPackRows = 16;
-// The longest F16 row a packed kernel takes: it widens whole activation rows
-// into a stack buffer of this many floats (a row split in parts would change
-// the order of the sums). Longer rows stay unpacked.
+// The longest float row a packed kernel takes: it copies whole activation
+// rows into a stack buffer of this many floats (a row split in parts would
+// change the order of the sums). Longer rows stay unpacked.
 constexpr int64_t kPanelBufFloats = 65536;
 
 // True when weights of type t have a packed layout (Q4_0, Q8_0, F16, F32).
 bool packable(tensor::DType t);
 // True when rows of n elements of type t may be packed.
 bool packable_rows(tensor::DType t, int64_t n);
+// Where element k of a row of n float elements sits in its panel.
+int64_t panel_slot(int64_t k, int64_t n);
 // Bytes of one packed group of 16 rows of n elements.
 int64_t packed_group_bytes(tensor::DType t, int64_t n);
 // Packs rows [0, rows) (rows a multiple of 16) of a row-major matrix with

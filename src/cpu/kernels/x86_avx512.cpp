@@ -213,19 +213,24 @@ void matmul_packed(const uint8_t* w, int64_t gs, int64_t r0, int64_t r1, int64_t
 // one register is 16 rows, multiplied by one broadcast activation, so each
 // lane sums its own row. The sums follow the reference order (the AVX2
 // table's and tensor::vec_dot_f32's): per row eight chains, element k in
-// chain k % 8, the chains added as a horizontal sum would add lanes, then the
-// last n % 8 elements one by one. Prefill tiles are 2 panels x 12 columns.
+// chain k % 8, the chains added as a horizontal sum adds lanes, then the last
+// n % 8 elements one by one. Panels store each chain's elements together
+// (panel_slot), and the activations are copied into the same order, so a
+// chain is one contiguous run of both. Prefill tiles are 2 panels x 12
+// columns.
 
 struct F32Panel {
+  static constexpr int64_t kSlotBytes = 64;  // 16 rows' values of one element
   static __m512 load(const uint8_t* g, int64_t k) { return _mm512_loadu_ps(reinterpret_cast<const float*>(g) + 16 * k); }
 };
 struct F16Panel {
+  static constexpr int64_t kSlotBytes = 32;
   static __m512 load(const uint8_t* g, int64_t k) { return cvt_ph(load256(g + 32 * k)); }
 };
 
 inline __mmask16 tail_mask(int64_t left) { return left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1); }
 
-// The last n % 8 elements, one product and one add each.
+// The last n % 8 elements (slots n8.. in order), one product and one add each.
 template <class P>
 inline __m512 add_tail(__m512 sum, const uint8_t* g, int64_t n, const float* x) {
   for (int64_t k = n & ~int64_t(7); k < n; ++k) sum = _mm512_add_ps(sum, _mm512_mul_ps(P::load(g, k), _mm512_set1_ps(x[k])));
@@ -233,17 +238,17 @@ inline __m512 add_tail(__m512 sum, const uint8_t* g, int64_t n, const float* x) 
 }
 
 // G panels (at w, w + gs, ...) times C columns; x holds the columns' floats
-// (column c at x + c * xs). One chain at a time for all G x C outputs, its
-// partial sums parked on the stack until the eight are added.
+// in panel order (column c at x + c * xs). One chain at a time for all G x C
+// outputs, its partial sums parked on the stack until the eight are added.
 template <class P, int G, int C>
 inline void panel_tile(const uint8_t* w, int64_t gs, int64_t n, const float* x, int64_t xs, float* out, int64_t os) {
-  const int64_t n8 = n & ~int64_t(7);
+  const int64_t per = n / 8;
   __m512 part[G][C][8];
   for (int l = 0; l < 8; ++l) {
     __m512 acc[G][C];
     for (int g = 0; g < G; ++g)
       for (int c = 0; c < C; ++c) acc[g][c] = _mm512_setzero_ps();
-    for (int64_t k = l; k < n8; k += 8) {
+    for (int64_t k = l * per; k < (l + 1) * per; ++k) {
       __m512 wv[G];
       for (int g = 0; g < G; ++g) wv[g] = P::load(w + g * gs, k);
       for (int c = 0; c < C; ++c) {
@@ -268,19 +273,24 @@ inline void panel_rows(const uint8_t* w, int64_t gs, int64_t p0, int64_t p1, int
   for (; p < p1; ++p) panel_tile<P, 1, C>(w + p * gs, gs, n, x, xs, out + p * 16, os);
 }
 
-// Decode: one panel after another, so each thread reads one contiguous
-// stream (what the hardware prefetcher follows best; decode is bound by
-// memory); the eight chains are eight independent accumulators, which also
-// cover the FMA latency.
+// Decode: one panel after another, so each thread reads its panels in order
+// (decode is bound by memory); the eight chains advance together, eight
+// independent accumulators over eight contiguous runs.
 template <class P>
 void panel_gemv(const uint8_t* w, int64_t gs, int64_t p0, int64_t p1, int64_t n, const float* x, float* out) {
-  const int64_t n8 = n & ~int64_t(7);
+  const int64_t per = n / 8;
   for (int64_t p = p0; p < p1; ++p) {
     const uint8_t* g = w + p * gs;
     __m512 acc[8];
     for (auto& a : acc) a = _mm512_setzero_ps();
-    for (int64_t k = 0; k < n8; k += 8)
-      for (int l = 0; l < 8; ++l) acc[l] = _mm512_fmadd_ps(P::load(g, k + l), _mm512_set1_ps(x[k + l]), acc[l]);
+    // The eight runs are eight streams; the next panel is fetched ahead in
+    // one linear sweep, a step's worth (eight slots) per step.
+    const char* next = reinterpret_cast<const char*>(g + gs);
+    for (int64_t s = 0; s < per; ++s) {
+      for (int64_t b = 0; b < 8 * P::kSlotBytes; b += 64) _mm_prefetch(next + s * 8 * P::kSlotBytes + b, _MM_HINT_T0);
+      for (int l = 0; l < 8; ++l)
+        acc[l] = _mm512_fmadd_ps(P::load(g, l * per + s), _mm512_set1_ps(x[l * per + s]), acc[l]);
+    }
     _mm512_storeu_ps(out + p * 16, add_tail<P>(add_chains(acc), g, n, x));
   }
 }
@@ -297,37 +307,44 @@ void panel_cols(int cc, const uint8_t* w, int64_t gs, int64_t p0, int64_t p1, in
   }
 }
 
-// F16 activations are widened into a stack buffer, whole rows (a split row
-// would change the order of the sums), as many columns at a time as fit;
-// F32 ones are read in place. Rows longer than the buffer are refused at
-// pack time (packable_rows).
+// Activation row a (n elements, F16 or F32) as floats in panel order.
+template <bool kActF16>
+inline void panel_order(const uint8_t* a, int64_t n, float* dst) {
+  const int64_t per = n / 8, n8 = 8 * per;
+  alignas(64) float tmp[16];
+  for (int64_t k = 0; k < n; k += 16) {
+    const __mmask16 m = tail_mask(n - k);
+    if constexpr (kActF16) {
+      _mm512_store_ps(tmp, cvt_ph(_mm256_maskz_loadu_epi16(m, a + 2 * k)));
+    } else {
+      _mm512_store_ps(tmp, _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(a) + k));
+    }
+    for (int64_t i = 0; i < 16 && k + i < n; ++i) {
+      const int64_t e = k + i;
+      dst[e < n8 ? (e % 8) * per + e / 8 : e] = tmp[i];
+    }
+  }
+}
+
+// Whole activation rows go into a stack buffer in panel order (a row split
+// in parts would change the order of the sums), as many columns at a time as
+// fit; rows longer than the buffer are not packed (packable_rows).
 template <class P, bool kActF16>
 void matmul_panels(const uint8_t* w, int64_t gs, int64_t r0, int64_t r1, int64_t n, const uint8_t* a, int64_t as,
                    int64_t n_cols, float* out, int64_t os) {
-  alignas(64) float buf[kActF16 ? kPanelBufFloats : 1];
+  alignas(64) float buf[kPanelBufFloats];
   const int64_t p0 = r0 / kPackRows, p1 = r1 / kPackRows;
-  const int64_t fit = kActF16 ? kPanelBufFloats / n : 12;
+  const int64_t fit = kPanelBufFloats / n;
   const int max_cols = fit >= 12 ? 12 : fit >= 8 ? 8 : fit >= 4 ? 4 : fit >= 2 ? 2 : 1;
   // Panels per pass: about 256 KiB of weights, reused by every column from L2.
   const int64_t per_pass = n_cols == 1 ? p1 - p0 : std::max<int64_t>(2, (256 << 10) / gs);
-  for (int64_t pp = p0; pp < p1; pp += per_pass) {
-    const int64_t pe = std::min(p1, pp + per_pass);
-    for (int64_t c0 = 0; c0 < n_cols;) {
-      const int64_t left = std::min<int64_t>(n_cols - c0, max_cols);
-      const int cc = left >= 12 ? 12 : left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
-      const float* x = reinterpret_cast<const float*>(a + c0 * as);
-      int64_t xs = as / static_cast<int64_t>(sizeof(float));
-      if constexpr (kActF16) {
-        for (int c = 0; c < cc; ++c)
-          for (int64_t k = 0; k < n; k += 16)
-            _mm512_mask_storeu_ps(buf + c * n + k, tail_mask(n - k),
-                                  cvt_ph(_mm256_maskz_loadu_epi16(tail_mask(n - k), a + (c0 + c) * as + 2 * k)));
-        x = buf;
-        xs = n;
-      }
-      panel_cols<P>(cc, w, gs, pp, pe, n, x, xs, out + c0 * os, os);
-      c0 += cc;
-    }
+  for (int64_t c0 = 0; c0 < n_cols;) {
+    const int64_t left = std::min<int64_t>(n_cols - c0, max_cols);
+    const int cc = left >= 12 ? 12 : left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+    for (int c = 0; c < cc; ++c) panel_order<kActF16>(a + (c0 + c) * as, n, buf + c * n);
+    for (int64_t pp = p0; pp < p1; pp += per_pass)
+      panel_cols<P>(cc, w, gs, pp, std::min(p1, pp + per_pass), n, buf, n, out + c0 * os, os);
+    c0 += cc;
   }
 }
 
