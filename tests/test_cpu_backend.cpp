@@ -50,12 +50,7 @@ std::vector<float> prefill_last(runtime::Backend& b, const std::vector<int32_t>&
 }
 
 double rel_l2(const std::vector<float>& want, const std::vector<float>& got) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    num += (got[i] - want[i]) * static_cast<double>(got[i] - want[i]);
-    den += want[i] * static_cast<double>(want[i]);
-  }
-  return std::sqrt(num / den);
+  return test::rel_l2(got.data(), want.data(), static_cast<int64_t>(want.size()));
 }
 
 const std::vector<std::string>& models() {

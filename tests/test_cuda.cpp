@@ -29,19 +29,11 @@
 namespace quarrel {
 namespace {
 
+using test::rel_l2;
 using tensor::DType;
 
 #define REQUIRE_GPU()                                                      \
   if (!runtime::cuda_available()) GTEST_SKIP() << "no CUDA device present"
-
-double rel_l2(const float* got, const float* want, int64_t n) {
-  double num = 0, den = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    num += (got[i] - want[i]) * static_cast<double>(got[i] - want[i]);
-    den += want[i] * static_cast<double>(want[i]);
-  }
-  return std::sqrt(num / den);
-}
 
 #if defined(QUARREL_HAVE_CUDA)
 // Rows of type t with random contents: float rows quantized from random

@@ -21,6 +21,7 @@
 namespace quarrel {
 namespace {
 
+using test::rel_l2;
 using test::repo_path;
 
 struct RefCase {
@@ -53,14 +54,6 @@ Tolerance tolerance_for(const std::string& stem, runtime::BackendKind backend) {
   return {1e-2, 0.05};
 }
 
-double rel_l2(const float* got, const float* want, int64_t n) {
-  double num = 0, den = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    num += (got[i] - want[i]) * static_cast<double>(got[i] - want[i]);
-    den += want[i] * static_cast<double>(want[i]);
-  }
-  return std::sqrt(num / den);
-}
 
 class Reference : public ::testing::TestWithParam<RefCase> {};
 

@@ -1,5 +1,6 @@
 #pragma once
 // Helpers shared by the tests: where the data is, and running the CLI.
+#include <cstdint>
 #include <string>
 
 namespace quarrel::test {
@@ -15,5 +16,8 @@ int run_cli(const std::string& args, std::string* output);
 
 // A fresh temporary directory, removed by the caller.
 std::string make_temp_dir();
+
+// Relative L2 error ||got - want|| / ||want|| over n values, in double.
+double rel_l2(const float* got, const float* want, int64_t n);
 
 }  // namespace quarrel::test

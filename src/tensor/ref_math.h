@@ -11,24 +11,13 @@
 
 namespace quarrel::tensor {
 
-QUARREL_HOST_DEVICE inline uint32_t float_bits(float f) {
-#if defined(__CUDA_ARCH__)
-  return __float_as_uint(f);
-#else
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-#endif
-}
-
-QUARREL_HOST_DEVICE inline float bits_float(uint32_t u) {
-#if defined(__CUDA_ARCH__)
-  return __uint_as_float(u);
-#else
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-#endif
+// The bits of a float as an integer, or back (memcpy works on the device too).
+template <class To, class From>
+QUARREL_HOST_DEVICE inline To bit_as(From x) {
+  static_assert(sizeof(To) == sizeof(From));
+  To y;
+  memcpy(&y, &x, sizeof y);
+  return y;
 }
 
 // exp(x) as ggml's vectorised expf computes it (softmax, SiLU): x = n ln2 + b
@@ -41,15 +30,15 @@ QUARREL_HOST_DEVICE inline float exp_poly(float x) {
   const float z = fmaf(x, 0x1.715476p+0f, shifter);
   const float n = z - shifter;
   const float b = fmaf(-n, 0x1.7f7d1cp-20f, fmaf(-n, 0x1.62e4p-1f, x));
-  const uint32_t e = float_bits(z) << 23;
-  const float k = bits_float(e + 0x3f800000u);  // 2^n
+  const uint32_t e = bit_as<uint32_t>(z) << 23;
+  const float k = bit_as<float>(e + 0x3f800000u);  // 2^n
   const float u = b * b;
   const float j = fmaf(fmaf(fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)), u,
                        0x1.ffffecp-1f * b);
   const float an = fabsf(n);
   if (!(an > 126.0f)) return fmaf(j, k, k);
   const uint32_t g = n <= 0.0f ? 0x82000000u : 0u;
-  const float s1 = bits_float(g + 0x7f000000u), s2 = bits_float(e - g);
+  const float s1 = bit_as<float>(g + 0x7f000000u), s2 = bit_as<float>(e - g);
   if (an > 192.0f) return s1 * s1;
   return fmaf(s2, j, s2) * s1;
 }
