@@ -312,13 +312,13 @@ inline __m256i lanes_below(int64_t left) {
 // transposed K, one position per lane: score_dot's chains and sums (chain c
 // of lane l adds dimensions 32 i + 8 c + l). The last block is read through
 // mask m (lanes past the end load zeros). Each broadcast query element
-// serves the B blocks.
-template <int B>
+// serves the B blocks. Only a kMasked call reads through the mask.
+template <int B, bool kMasked>
 inline void score_blocks(const float* q, const float* k, int64_t ks, int64_t j0, __m256i m, int64_t hd, __m256* out) {
   const int64_t n32 = hd & ~int64_t(31);
   auto load = [&](int64_t d, int b) QUARREL_INLINE {
     const float* p = k + d * ks + j0 + 8 * b;
-    return b == B - 1 ? _mm256_maskload_ps(p, m) : _mm256_loadu_ps(p);
+    return kMasked && b == B - 1 ? _mm256_maskload_ps(p, m) : _mm256_loadu_ps(p);
   };
   auto chain = [&](int64_t first, __m256* acc) QUARREL_INLINE {
     for (int b = 0; b < B; ++b) acc[b] = _mm256_setzero_ps();
@@ -349,9 +349,16 @@ inline void score_blocks(const float* q, const float* k, int64_t ks, int64_t j0,
   half(2, u);
   half(3, v);
   for (int b = 0; b < B; ++b) out[b] = _mm256_add_ps(out[b], _mm256_add_ps(u[b], v[b]));
-  for (int64_t d = n32; d < hd; ++d) {
-    const __m256 qv = _mm256_broadcast_ss(q + d);
-    for (int b = 0; b < B; ++b) out[b] = _mm256_add_ps(out[b], _mm256_mul_ps(load(d, b), qv));
+  // The rest one by one: the products first, off the adds' chain.
+  for (int64_t d = n32; d < hd; d += 8) {
+    __m256 pr[8][B];
+    const int64_t nd = std::min<int64_t>(8, hd - d);
+    for (int64_t e = 0; e < nd; ++e) {
+      const __m256 qv = _mm256_broadcast_ss(q + d + e);
+      for (int b = 0; b < B; ++b) pr[e][b] = _mm256_mul_ps(load(d + e, b), qv);
+    }
+    for (int64_t e = 0; e < nd; ++e)
+      for (int b = 0; b < B; ++b) out[b] = _mm256_add_ps(out[b], pr[e][b]);
   }
 }
 
@@ -393,14 +400,15 @@ inline void values_pass(const float* const* p, const float* v, int64_t vs, int64
     }
 }
 
-// All of a head's dimensions for G heads: 8 / G registers per head per pass
-// (G of 1, 2 or 4), then eight dimensions at a time.
+// All of a head's dimensions for G heads (1 to 4): 8 / G registers per head
+// per pass, then two, then one.
 template <int G>
 void values(const float* const* p, const float* v, int64_t vs, int64_t n, int64_t hd, float* const* out) {
   constexpr int D = 8 / G;
   alignas(32) float chains[8 * 8 * 8];
   int64_t d = 0;
   for (; d + 8 * D <= hd; d += 8 * D) values_pass<G, D>(p, v, vs, n, d, chains, out);
+  for (; d + 16 <= hd; d += 16) values_pass<G, 2>(p, v, vs, n, d, chains, out);
   for (; d < hd; d += 8) values_pass<G, 1>(p, v, vs, n, d, chains, out);
 }
 
@@ -423,7 +431,7 @@ void attend(const AttendArgs& a) {
     int64_t j = 0;
     __m256 sc[2];
     for (; j + 24 <= a.n_pos; j += 16) {
-      score_blocks<2>(q, a.k, a.k_stride, j, all, a.head_dim, sc);
+      score_blocks<2, false>(q, a.k, a.k_stride, j, all, a.head_dim, sc);
       for (int b = 0; b < 2; ++b) {
         sc[b] = _mm256_mul_ps(sc[b], vscale);
         _mm256_storeu_ps(s + j + 8 * b, sc[b]);
@@ -432,7 +440,7 @@ void attend(const AttendArgs& a) {
     }
     for (; j < a.n_pos; j += 8) {
       const __m256i m = lanes_below(a.n_pos - j);
-      score_blocks<1>(q, a.k, a.k_stride, j, m, a.head_dim, sc);
+      score_blocks<1, true>(q, a.k, a.k_stride, j, m, a.head_dim, sc);
       sc[0] = _mm256_mul_ps(sc[0], vscale);
       _mm256_maskstore_ps(s + j, m, sc[0]);
       vmax = _mm256_max_ps(vmax, _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), sc[0], _mm256_castsi256_ps(m)));
@@ -465,10 +473,13 @@ void attend(const AttendArgs& a) {
       p[t] = a.scores + (h + t) * a.n_pos;
       out[t] = a.out + (h + t) * a.out_stride;
     }
-    if (g == 4) values<4>(p, a.v, a.v_stride, a.n_pos, a.head_dim, out);
-    else if (g >= 2) values<2>(p, a.v, a.v_stride, a.n_pos, a.head_dim, out);
-    else values<1>(p, a.v, a.v_stride, a.n_pos, a.head_dim, out);
-    h += g == 4 ? 4 : g >= 2 ? 2 : 1;
+    switch (g) {
+      case 4: values<4>(p, a.v, a.v_stride, a.n_pos, a.head_dim, out); break;
+      case 3: values<3>(p, a.v, a.v_stride, a.n_pos, a.head_dim, out); break;
+      case 2: values<2>(p, a.v, a.v_stride, a.n_pos, a.head_dim, out); break;
+      default: values<1>(p, a.v, a.v_stride, a.n_pos, a.head_dim, out); break;
+    }
+    h += g;
   }
 }
 

@@ -84,19 +84,14 @@ void summarize(const uint8_t* a, int64_t b0, int64_t b1, ActBlock* out) {
 
 // Weight register j of a block holds quants 4j..4j+3 of each of 16 rows
 // (for Q4_0: low nibbles of bytes 4j.. for j < 4, high nibbles after), so it
-// pairs with activation bytes 4j..4j+3 in both formats.
-template <bool kQ4>
-inline void load_block(const uint8_t* q, __m512i* w) {
-  if constexpr (kQ4) {
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
-    for (int k = 0; k < 4; ++k) {
-      const __m512i x = load512(q + 64 * k);
-      w[k] = _mm512_and_si512(x, m4);
-      w[k + 4] = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
-    }
-  } else {
-    const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
-    for (int g = 0; g < 8; ++g) w[g] = _mm512_xor_si512(load512(q + 64 * g), flip);
+// pairs with activation bytes 4j..4j+3 in both formats; Q8_0's are loaded
+// one at a time (packed_tile_q8), Q4_0's all at once here.
+inline void load_q4_block(const uint8_t* q, __m512i* w) {
+  const __m512i m4 = _mm512_set1_epi8(0x0f);
+  for (int k = 0; k < 4; ++k) {
+    const __m512i x = load512(q + 64 * k);
+    w[k] = _mm512_and_si512(x, m4);
+    w[k + 4] = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
   }
 }
 
@@ -111,7 +106,7 @@ inline void packed_tile_q4(const uint8_t* quants, const uint8_t* scales, int64_t
   for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
   for (int64_t b = b0; b < b1; ++b) {
     __m512i w[8];
-    load_block<true>(quants + b * 4 * 64, w);
+    load_q4_block(quants + b * 4 * 64, w);
     const __m512 dw = cvt_ph(load256(scales + b * 32));
     for (int c = 0; c < C; ++c) {
       const uint8_t* ab = a + c * as + b * sizeof(tensor::BlockQ8_0) + 2;
@@ -143,18 +138,21 @@ inline void packed_tile_q8(const uint8_t* quants, const uint8_t* scales, int64_t
   for (int c = 0; c < C; ++c)
     for (int j = 0; j < 8; ++j) acc[c][j] = _mm512_setzero_ps();
   for (int64_t b = b0; b < b1; ++b) {
-    __m512i w[8];
-    for (int t = 0; t < 8; ++t) _mm_prefetch(reinterpret_cast<const char*>(quants + (b + 4) * 8 * 64 + 64 * t), _MM_HINT_T0);
-    load_block<false>(quants + b * 8 * 64, w);
+    const uint8_t* q = quants + b * 8 * 64;
+    for (int t = 0; t < 8; ++t) _mm_prefetch(reinterpret_cast<const char*>(q + 4 * 8 * 64 + 64 * t), _MM_HINT_T0);
     const __m512 dw = cvt_ph(load256(scales + b * 32));
-    for (int c = 0; c < C; ++c) {
-      const uint8_t* ab = a + c * as + b * sizeof(tensor::BlockQ8_0) + 2;
-      const ActBlock& s = sums[c * sums_stride + (b - b0)];
-      const __m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(s.d));
-      for (int j = 0; j < 8; ++j) {
-        const __m512i quad = _mm512_dpbusd_epi32(_mm512_set1_epi32(s.neg_quad_corr[j]), w[j],
-                                                 _mm512_set1_epi32(load_i32(ab + 4 * j)));
-        acc[c][j] = _mm512_fmadd_ps(d, cvt_i32(quad), acc[c][j]);
+    __m512 d[C];
+    for (int c = 0; c < C; ++c) d[c] = _mm512_mul_ps(dw, _mm512_set1_ps(sums[c * sums_stride + (b - b0)].d));
+    // One weight register at a time, so that C x 8 accumulators fit.
+    const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+    for (int j = 0; j < 8; ++j) {
+      const __m512i w = _mm512_xor_si512(load512(q + 64 * j), flip);
+      for (int c = 0; c < C; ++c) {
+        const uint8_t* ab = a + c * as + b * sizeof(tensor::BlockQ8_0) + 2;
+        const ActBlock& s = sums[c * sums_stride + (b - b0)];
+        const __m512i quad =
+            _mm512_dpbusd_epi32(_mm512_set1_epi32(s.neg_quad_corr[j]), w, _mm512_set1_epi32(load_i32(ab + 4 * j)));
+        acc[c][j] = _mm512_fmadd_ps(d[c], cvt_i32(quad), acc[c][j]);
       }
     }
   }
@@ -170,7 +168,7 @@ inline void packed_tile_q8(const uint8_t* quants, const uint8_t* scales, int64_t
 template <bool kQ4>
 void matmul_packed(const uint8_t* w, int64_t gs, int64_t r0, int64_t r1, int64_t n, const uint8_t* a, int64_t as,
                    int64_t n_cols, float* out, int64_t os) {
-  constexpr int kCols = kQ4 ? 4 : 2;    // columns per tile (Q8_0: 8 accumulators each)
+  constexpr int kCols = kQ4 ? 4 : 3;    // columns per tile (Q8_0: 8 accumulators each)
   constexpr int64_t kMaxBlocks = 512;  // activation summaries per column held at once (20 KiB)
   ActBlock sums[kCols * kMaxBlocks];
   const int64_t nb = n / 32, quant_bytes = nb * (kQ4 ? 4 : 8) * 64;
@@ -196,6 +194,8 @@ void matmul_packed(const uint8_t* w, int64_t gs, int64_t r0, int64_t r1, int64_t
               case 2: packed_tile_q4<2>(q, q + quant_bytes, kb, ke, ac, as, sums, kMaxBlocks, o, os, accum); break;
               default: packed_tile_q4<1>(q, q + quant_bytes, kb, ke, ac, as, sums, kMaxBlocks, o, os, accum); break;
             }
+          } else if (cc == 3) {
+            packed_tile_q8<3>(q, q + quant_bytes, kb, ke, ac, as, sums, kMaxBlocks, o, os, accum);
           } else if (cc == 2) {
             packed_tile_q8<2>(q, q + quant_bytes, kb, ke, ac, as, sums, kMaxBlocks, o, os, accum);
           } else {
