@@ -39,15 +39,14 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(AttentionShape sh, 
 // Each K and V row is staged into shared memory once for the whole tile,
 // instead of once per (query, head), and every query's arithmetic is
 // attend_head's, step for step, so the outputs are bit-identical to the
-// one-block-per-query kernel:
-//   - a score sums its products in dimension order;
-//   - the exponentials are summed in double in attend_head's partition (the
-//     thread of 256 that owns position p, a butterfly per warp, then the
-//     eight warps in order), replayed by one warp per query;
-//   - V is accumulated position by position, one dimension per thread.
+// one-block-per-query kernel, in the CPU's order (attention_device.cuh):
+//   - a score is score_of (tensor::score_dot);
+//   - the exponentials go by groups of eight, the groups' sums into a double;
+//   - V is summed in eight chains by position mod 8, one dimension per
+//     thread, kTileQueriesPerThread queries per thread per pass over V.
 // Shared memory: the tile's queries (n_q x hd), their scores (n_q x
 // max_pos), 1/sum per query, then the K/V chunk.
-constexpr int kTileQueriesPerThread = 16;  // V accumulators a thread keeps
+constexpr int kTileQueriesPerThread = 4;  // queries a thread keeps eight V chains for
 
 template <typename KV>
 __global__ void __launch_bounds__(kThreads) attention_tile_kernel(AttentionShape sh, int T, int tile, int max_pos,
@@ -88,123 +87,63 @@ __global__ void __launch_bounds__(kThreads) attention_tile_kernel(AttentionShape
     for (int j = warp; j < n_q; j += kWarps) {
       const float* qj = qs + j * hd;
       const int lim = min(np, n_pos_of(j) - p0);
-      // Four positions per lane at once: four independent chains of adds,
-      // each in dimension order, so the adds' latency overlaps.
-      constexpr int kChains = 4;
-      for (int pb = lane; pb < lim; pb += kChains * kWarp) {
-        const float* kp[kChains];
-        float d0[kChains];
-#pragma unroll
-        for (int c = 0; c < kChains; ++c) {
-          kp[c] = chunk + min(pb + c * kWarp, lim - 1) * kpitch;
-          d0[c] = 0;
-        }
-        int d = 0;
-        for (; d + 8 <= hd; d += 8) {
-          float qv[8];
-#pragma unroll
-          for (int u = 0; u < 8; ++u) qv[u] = qj[d + u];
-#pragma unroll
-          for (int c = 0; c < kChains; ++c) {
-            float pr[8];
-#pragma unroll
-            for (int u = 0; u < 8; ++u) pr[u] = __fmul_rn(qv[u], kp[c][d + u]);
-#pragma unroll
-            for (int u = 0; u < 8; ++u) d0[c] = __fadd_rn(d0[c], pr[u]);
-          }
-        }
-        for (; d < hd; ++d)
-#pragma unroll
-          for (int c = 0; c < kChains; ++c) d0[c] = __fadd_rn(d0[c], __fmul_rn(qj[d], kp[c][d]));
-#pragma unroll
-        for (int c = 0; c < kChains; ++c)
-          if (pb + c * kWarp < lim)
-            scores[static_cast<int64_t>(j) * max_pos + p0 + pb + c * kWarp] = __fmul_rn(d0[c], sh.scale);
-      }
+      for (int p = lane; p < lim; p += kWarp)
+        scores[static_cast<int64_t>(j) * max_pos + p0 + p] = score_of(qj, chunk + p * kpitch, hd, sh.scale);
     }
     __syncthreads();
   }
 
-  // Softmax, one warp per query, replaying attend_head's partition of the sum.
+  // Softmax, one warp per query: groups of eight positions, their sums in
+  // double (the order of the double adds is attend_head's up to rounding
+  // far below a float's).
   for (int j = warp; j < n_q; j += kWarps) {
     float* sj = scores + static_cast<int64_t>(j) * max_pos;
     const int n = n_pos_of(j);
     float m = -INFINITY;
     for (int p = lane; p < n; p += kWarp) m = fmaxf(m, sj[p]);
     m = warp_max(m);
-    double total = 0;
-    for (int w = 0; w < kWarps; ++w) {  // attend_head's warp w
-      double sum = 0;
-      for (int p = w * kWarp + lane; p < n; p += kThreads) {
-        const float e = cpu_exp(__fsub_rn(sj[p], m), p < (n & ~7));
-        sj[p] = e;
-        sum += e;
-      }
-      for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-      total += sum;
-    }
-    if (lane == 0) inv[j] = static_cast<float>(1.0 / total);
+    double sum = 0;
+    for (int gr = lane; 8 * gr < n; gr += kWarp) sum += exp_group(sj, gr, n, m);
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (lane == 0) inv[j] = static_cast<float>(1.0 / sum);
   }
   __syncthreads();
 
-  // Weighted sum of V: thread (r, d) keeps query r + i * per_pass's
-  // dimension d, over the positions in order.
+  // Weighted sum of V: thread (r, d) keeps the eight chains of queries
+  // r + i * per_pass (i < kTileQueriesPerThread) for dimension d; larger
+  // tiles take several passes over V.
   const int per_pass = kThreads / hd;
   const int r = threadIdx.x / hd, d = threadIdx.x % hd;
   const bool active = r < per_pass;
-  float acc[kTileQueriesPerThread];
+  const int vchunk = (kAttendChunkFloats / hd) & ~7;
+  for (int q0 = 0; q0 < n_q; q0 += per_pass * kTileQueriesPerThread) {
+    float acc[kTileQueriesPerThread][8];
 #pragma unroll
-  for (int i = 0; i < kTileQueriesPerThread; ++i) acc[i] = 0;
-  const int vchunk = kAttendChunkFloats / hd;
-  for (int p0 = 0; p0 < tile_pos; p0 += vchunk) {
-    const int np = min(vchunk, tile_pos - p0);
-    stage_rows(v, stride, p0, np, hd, chunk, hd);
-    __syncthreads();
-    if (active) {
-      const float* vc = chunk + d;
-      // Queries in pairs: two independent chains over the positions, each in
-      // position order; a pair's positions differ by at most a few (its
-      // tokens are neighbours), and the longer one finishes alone.
+    for (int i = 0; i < kTileQueriesPerThread; ++i)
 #pragma unroll
-      for (int i = 0; i < kTileQueriesPerThread; i += 2) {
-        const int j0 = r + i * per_pass, j1 = j0 + per_pass;
-        if (j0 >= n_q) break;
-        const bool two = j1 < n_q;
-        const float* s0 = scores + static_cast<int64_t>(j0) * max_pos + p0;
-        const float* s1 = scores + static_cast<int64_t>(two ? j1 : j0) * max_pos + p0;
-        const float i0 = inv[j0], i1 = inv[two ? j1 : j0];
-        const int lim0 = min(np, n_pos_of(j0) - p0), lim1 = two ? min(np, n_pos_of(j1) - p0) : 0;
-        float a0 = acc[i], a1 = acc[i + 1];
-        const int both = min(lim0, lim1);
-        int p = 0;
-        for (; p + 8 <= both; p += 8) {
-          float pr0[8], pr1[8];
+      for (int u = 0; u < 8; ++u) acc[i][u] = 0;
+    for (int p0 = 0; p0 < tile_pos; p0 += vchunk) {
+      const int np = min(vchunk, tile_pos - p0);
+      stage_rows(v, stride, p0, np, hd, chunk, hd);
+      __syncthreads();
+      if (active) {
 #pragma unroll
-          for (int u = 0; u < 8; ++u) {
-            const float vv = vc[(p + u) * hd];
-            pr0[u] = __fmul_rn(__fmul_rn(s0[p + u], i0), vv);
-            pr1[u] = __fmul_rn(__fmul_rn(s1[p + u], i1), vv);
-          }
-#pragma unroll
-          for (int u = 0; u < 8; ++u) {
-            a0 = __fadd_rn(a0, pr0[u]);
-            a1 = __fadd_rn(a1, pr1[u]);
-          }
+        for (int i = 0; i < kTileQueriesPerThread; ++i) {
+          const int j = q0 + r + i * per_pass;
+          if (j >= n_q) break;
+          const int lim = min(np, n_pos_of(j) - p0);
+          if (lim > 0) add_chains(acc[i], chunk + d, hd, scores + static_cast<int64_t>(j) * max_pos + p0, inv[j], lim);
         }
-        for (int q0 = p; q0 < lim0; ++q0) a0 = __fadd_rn(a0, __fmul_rn(__fmul_rn(s0[q0], i0), vc[q0 * hd]));
-        for (int q1 = p; q1 < lim1; ++q1) a1 = __fadd_rn(a1, __fmul_rn(__fmul_rn(s1[q1], i1), vc[q1 * hd]));
-        acc[i] = a0;
-        acc[i + 1] = a1;
       }
+      __syncthreads();
     }
-    __syncthreads();
-  }
-  if (active) {
+    if (active) {
 #pragma unroll
-    for (int i = 0; i < kTileQueriesPerThread; ++i) {
-      const int j = r + i * per_pass;
-      if (j >= n_q) break;
-      out[static_cast<int64_t>(t0 + j / group) * q_dim + (g * group + j % group) * hd + d] = acc[i];
+      for (int i = 0; i < kTileQueriesPerThread; ++i) {
+        const int j = q0 + r + i * per_pass;
+        if (j >= n_q) break;
+        out[static_cast<int64_t>(t0 + j / group) * q_dim + (g * group + j % group) * hd + d] = tensor::hsum8(acc[i]);
+      }
     }
   }
 }
@@ -243,9 +182,10 @@ bool attention_prefill(const AttentionShape& sh, int T, int max_pos, const float
                        cudaStream_t s) {
   const int hd = sh.head_dim, group = sh.n_head / sh.n_head_kv;
   if (hd > kThreads || hd % 4 != 0 || max_pos < 1 || max_pos > sh.n_ctx) return false;
-  // The most tokens per tile: the V accumulators bound the queries, shared
-  // memory bounds queries x positions.
-  const int max_q = kTileQueriesPerThread * (kThreads / hd);
+  // The most tokens per tile: sixteen queries per thread's column of V (in
+  // passes of kTileQueriesPerThread), and shared memory bounds queries x
+  // positions.
+  const int max_q = 16 * (kThreads / hd);
   auto smem_for = [&](int tile) {
     const size_t n_q = static_cast<size_t>(tile) * group;
     return (n_q * hd + n_q * max_pos + ((n_q + 3) & ~size_t{3}) + kAttendChunkFloats) * sizeof(float);

@@ -81,6 +81,40 @@ __device__ __forceinline__ void stage_rows(const KV* src, int64_t stride, int p0
   }
 }
 
+// The CPU attention's arithmetic (cpu/kernels/scalar_float.cpp attend_ref,
+// llama.cpp's order): a score is tensor::score_dot times the scale; the
+// exponentials go in groups of eight positions, each group's horizontal sum
+// added into a double; a probability is exp times the float inverse of that
+// sum; and each output sums v * p in eight chains by position mod 8, added
+// at the end as tensor::hsum8 adds lanes.
+__device__ __forceinline__ float score_of(const float* q, const float* kp, int hd, float scale) {
+  return __fmul_rn(tensor::score_dot(q, kp, 1, hd), scale);
+}
+
+// exp(s[p] - m) in place for positions [8 g, 8 g + 8) below n; returns the
+// group's horizontal sum (positions past n count as exp(-inf) = 0).
+__device__ __forceinline__ float exp_group(float* s, int g, int n, float m) {
+  float e[8];
+#pragma unroll
+  for (int l = 0; l < 8; ++l) {
+    const int p = 8 * g + l;
+    e[l] = p < n ? tensor::exp_poly(__fsub_rn(s[p], m)) : 0.0f;
+    if (p < n) s[p] = e[l];
+  }
+  return tensor::hsum8(e);
+}
+
+// Adds positions [0, np) of a staged chunk (first position p0, a multiple of
+// 8) to the eight chains: chain u takes the positions with p % 8 == u.
+// v[p * pitch] is the value, e[p] the exponential, times inv.
+__device__ __forceinline__ void add_chains(float* acc, const float* v, int pitch, const float* e, float inv, int np) {
+  for (int p = 0; p < np; p += 8) {
+#pragma unroll
+    for (int u = 0; u < 8; ++u)
+      if (p + u < np) acc[u] = fmaf(v[(p + u) * pitch], __fmul_rn(e[p + u], inv), acc[u]);
+  }
+}
+
 // out[0..head_dim) = softmax(q . K^T * scale) V over positions [0, n_pos).
 // k and v point at position 0 of this KV head; rows are `stride` elements
 // apart. head_dim must be a multiple of 4. Every thread of the block calls it.
@@ -105,20 +139,7 @@ __device__ void attend_head(const float* q, const KV* k, const KV* v, int64_t st
     stage_rows(k, stride, p0, np, hd, sm.chunk, kpitch);
     __syncthreads();
     for (int p = threadIdx.x; p < np; p += blockDim.x) {
-      const float* kp = sm.chunk + p * kpitch;
-      // Eight products loaded into registers before they are added, so the
-      // shared-memory reads overlap; the adds stay in dimension order.
-      float d0 = 0;
-      int d = 0;
-      for (; d + 8 <= hd; d += 8) {
-        float pr[8];
-#pragma unroll
-        for (int j = 0; j < 8; ++j) pr[j] = __fmul_rn(sm.q[d + j], kp[d + j]);
-#pragma unroll
-        for (int j = 0; j < 8; ++j) d0 = __fadd_rn(d0, pr[j]);
-      }
-      for (; d < hd; ++d) d0 = __fadd_rn(d0, __fmul_rn(sm.q[d], kp[d]));
-      const float sc = __fmul_rn(d0, scale);
+      const float sc = score_of(sm.q, sm.chunk + p * kpitch, hd, scale);
       sm.scores[p0 + p] = sc;
       local_max = fmaxf(local_max, sc);
     }
@@ -130,13 +151,9 @@ __device__ void attend_head(const float* q, const KV* k, const KV* v, int64_t st
   float m = sm.red_max[0];
   for (int w = 1; w < n_warps; ++w) m = fmaxf(m, sm.red_max[w]);
 
-  // Exponentials, summed in double as the CPU does.
+  // Exponentials by groups of eight, the groups' sums added in double.
   double sum = 0;
-  for (int p = threadIdx.x; p < n_pos; p += blockDim.x) {
-    const float e = cpu_exp(__fsub_rn(sm.scores[p], m), p < (n_pos & ~7));
-    sm.scores[p] = e;
-    sum += e;
-  }
+  for (int g = threadIdx.x; 8 * g < n_pos; g += blockDim.x) sum += exp_group(sm.scores, g, n_pos, m);
   for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
   if (lane == 0) sm.red[warp] = sum;
   __syncthreads();
@@ -144,28 +161,17 @@ __device__ void attend_head(const float* q, const KV* k, const KV* v, int64_t st
   for (int w = 0; w < n_warps; ++w) total += sm.red[w];
   const float inv = static_cast<float>(1.0 / total);
 
-  // Weighted sum of V: one dimension per thread, over the positions in order.
-  const int vchunk = kAttendChunkFloats / hd;
-  float acc = 0;  // dimension threadIdx.x (hd <= blockDim.x)
+  // Weighted sum of V: one dimension per thread, eight chains.
+  const int vchunk = (kAttendChunkFloats / hd) & ~7;
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // dimension threadIdx.x (hd <= blockDim.x)
   for (int p0 = 0; p0 < n_pos; p0 += vchunk) {
     const int np = min(vchunk, n_pos - p0);
     stage_rows(v, stride, p0, np, hd, sm.chunk, hd);
     __syncthreads();
-    if (threadIdx.x < hd) {
-      const float* vc = sm.chunk + threadIdx.x;
-      int p = 0;
-      for (; p + 8 <= np; p += 8) {
-        float pr[8];
-#pragma unroll
-        for (int j = 0; j < 8; ++j) pr[j] = __fmul_rn(__fmul_rn(sm.scores[p0 + p + j], inv), vc[(p + j) * hd]);
-#pragma unroll
-        for (int j = 0; j < 8; ++j) acc = __fadd_rn(acc, pr[j]);
-      }
-      for (; p < np; ++p) acc = __fadd_rn(acc, __fmul_rn(__fmul_rn(sm.scores[p0 + p], inv), vc[p * hd]));
-    }
+    if (threadIdx.x < hd) add_chains(acc, sm.chunk + threadIdx.x, hd, sm.scores + p0, inv, np);
     __syncthreads();
   }
-  if (threadIdx.x < hd) out[threadIdx.x] = acc;
+  if (threadIdx.x < hd) out[threadIdx.x] = tensor::hsum8(acc);
 }
 
 // ---------------------------------------------------------------------
@@ -192,16 +198,7 @@ __device__ void score_chunk(const float* q_all, const KV* k, int64_t stride, int
     const float* kp = rows + lane * pitch;
     for (int j = warp; j < group; j += n_warps) {
       const float* qh = q_all + (g * group + j) * hd;
-      float acc = 0;
-      int d = 0;
-      for (; d + 8 <= hd; d += 8) {
-        float pr[8];
-#pragma unroll
-        for (int u = 0; u < 8; ++u) pr[u] = __fmul_rn(qh[d + u], kp[d + u]);
-#pragma unroll
-        for (int u = 0; u < 8; ++u) acc = __fadd_rn(acc, pr[u]);
-      }
-      for (; d < hd; ++d) acc = __fadd_rn(acc, __fmul_rn(qh[d], kp[d]));
+      const float acc = tensor::score_dot(qh, kp, 1, hd);
       scores[(g * group + j) * n_pos + p0 + lane] = __fmul_rn(acc, scale);
     }
   }
@@ -240,42 +237,26 @@ __device__ void softmax_values(const float* scores, const KV* v, int64_t stride,
     for (int p = lane; p < n_pos; p += kWarp) m = fmaxf(m, pr[p]);
     m = warp_max(m);
     double sum = 0;
-    for (int p = lane; p < n_pos; p += kWarp) {
-      const float e = cpu_exp(__fsub_rn(pr[p], m), p < (n_pos & ~7));
-      pr[p] = e;
-      sum += e;
-    }
+    for (int gr = lane; 8 * gr < n_pos; gr += kWarp) sum += exp_group(pr, gr, n_pos, m);
     for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
     if (lane == 0) inv_sum[j] = static_cast<float>(1.0 / sum);
   }
   __syncthreads();
   // V restricted to the block's dimensions, a chunk of positions at a time;
-  // thread (j, d) sums over the positions in order.
-  const int vchunk = kAttendChunkFloats / nd;
+  // thread (j, d) keeps the eight chains of its output.
+  const int vchunk = (kAttendChunkFloats / nd) & ~7;
   const int j = threadIdx.x / nd, d = threadIdx.x % nd;
   const bool mine = j < group;
   const float inv = mine ? inv_sum[j] : 0.0f;
-  float acc = 0;
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   for (int p0 = 0; p0 < n_pos; p0 += vchunk) {
     const int np = min(vchunk, n_pos - p0);
     stage_rows(v + g * hd + d0, stride, p0, np, nd, chunk, nd);
     __syncthreads();
-    if (mine) {
-      const float* pr = probs + j * n_pos + p0;
-      const float* vc = chunk + d;
-      int p = 0;
-      for (; p + 8 <= np; p += 8) {
-        float t[8];
-#pragma unroll
-        for (int u = 0; u < 8; ++u) t[u] = __fmul_rn(__fmul_rn(pr[p + u], inv), vc[(p + u) * nd]);
-#pragma unroll
-        for (int u = 0; u < 8; ++u) acc = __fadd_rn(acc, t[u]);
-      }
-      for (; p < np; ++p) acc = __fadd_rn(acc, __fmul_rn(__fmul_rn(pr[p], inv), vc[p * nd]));
-    }
+    if (mine) add_chains(acc, chunk + d, nd, probs + j * n_pos + p0, inv, np);
     __syncthreads();
   }
-  if (mine) out[(g * group + j) * hd + d0 + d] = acc;
+  if (mine) out[(g * group + j) * hd + d0 + d] = tensor::hsum8(acc);
 }
 
 }  // namespace quarrel::cuda
