@@ -121,18 +121,13 @@ void launch_programmatic(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t
   QUARREL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
 }
 
-// The CPU backend's exponential (softmax, SwiGLU), operation for operation:
-// its kernels take elements in groups of eight through exp_poly (poly), and
-// SwiGLU's last n % 8 through the C library's correctly rounded expf, which
-// a double-precision exp rounded to float matches.
-__device__ __forceinline__ float cpu_exp(float x, bool poly) {
-  if (!poly) return static_cast<float>(exp(static_cast<double>(x)));
-  return tensor::exp_poly(x);
-}
-
-// The CPU's SwiGLU of element i of n: gate / (1 + exp(-gate)) * up.
+// The CPU's SwiGLU of element i of n, operation for operation: groups of
+// eight through tensor::swiglu_poly, the last n % 8 through the C library's
+// correctly rounded expf, which a double-precision exp rounded to float
+// matches.
 __device__ __forceinline__ float swiglu_cpu(float g, float u, int i, int n) {
-  return g / (1.0f + cpu_exp(0.0f - g, i < (n & ~7))) * u;
+  if (i < (n & ~7)) return tensor::swiglu_poly(g, u);
+  return g / (1.0f + static_cast<float>(exp(static_cast<double>(-g)))) * u;
 }
 
 // Calls f(i, x[i], y[i]) for i = threadIdx.x, threadIdx.x + blockDim.x, ...

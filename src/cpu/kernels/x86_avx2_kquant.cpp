@@ -70,14 +70,6 @@ inline __m256i add_scaled32(__m256i acc, __m256i p16, int32_t sc) {
   return _mm256_add_epi32(acc, _mm256_mullo_epi32(_mm256_cvtepi16_epi32(s), _mm256_set1_epi32(sc)));
 }
 
-// Adds sc_lo * low half + sc_hi * high half: 16-element sub-blocks.
-inline __m256i add_scaled16(__m256i acc, __m256i p16, int32_t sc_lo, int32_t sc_hi) {
-  const __m256i lo = _mm256_mullo_epi32(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(p16)), _mm256_set1_epi32(sc_lo));
-  const __m256i hi =
-      _mm256_mullo_epi32(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(p16, 1)), _mm256_set1_epi32(sc_hi));
-  return _mm256_add_epi32(acc, _mm256_add_epi32(lo, hi));
-}
-
 // The reference's float steps: sums[l] += d * lanes[l] per block, then
 // sumf + sums[0] + ... + sums[7] at the end.
 struct LaneSums {

@@ -228,8 +228,6 @@ struct F16Panel {
   static __m512 load(const uint8_t* g, int64_t k) { return cvt_ph(load256(g + 32 * k)); }
 };
 
-inline __mmask16 tail_mask(int64_t left) { return left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1); }
-
 // The last n % 8 elements (slots n8.. in order), one product and one add each.
 template <class P>
 inline __m512 add_tail(__m512 sum, const uint8_t* g, int64_t n, const float* x) {
