@@ -298,21 +298,23 @@ TEST(Cuda, DecodeStepsMatchCpu) {
 
 // The persistent whole-step kernel against the five-kernels-per-layer path
 // (QUARREL_CUDA_STAGED=1): the same arithmetic in the same order, so every
-// decode step's logits must agree to the bit.
-// QUARREL_CUDA_HALF_SLOTS=1 makes the persistent kernel copy quantized units
-// one at a time into both of a processor's weight slots (slot depth 1), as
-// large models' largest units go; otherwise two units are in flight.
+// decode step's logits must agree to the bit. Each variant is read when the
+// decode graph is captured, at the first step:
+// - QUARREL_CUDA_HALF_SLOTS=1 makes the persistent kernel copy quantized
+//   units one at a time into both of a processor's weight slots (slot depth
+//   1), as large models' largest units go; otherwise two are in flight.
+// - QUARREL_CUDA_TWO_STAGE_ATTENTION=1 takes attention in two stages (as
+//   contexts too long for the one-stage kernel do) instead of one.
 TEST(Cuda, FusedDecodeMatchesStagedKernels) {
   REQUIRE_GPU();
   const std::vector<int32_t> tokens = {1, 450, 2117, 2410, 310, 3444, 338, 263, 1243, 278, 29, 13};
   for (const auto& mc : model_cases()) {
-    for (const char* half_slots : {"0", "1"}) {
-      SCOPED_TRACE(mc.path + " half slots " + half_slots);
+    for (const char* variant : {"", "QUARREL_CUDA_HALF_SLOTS", "QUARREL_CUDA_TWO_STAGE_ATTENTION"}) {
+      SCOPED_TRACE(mc.path + " " + variant);
       auto m = model::Model::load(mc.path);
       runtime::BackendOptions bo;
       bo.n_ctx = 64;
-      // Read when the decode graph is captured, at the first step.
-      setenv("QUARREL_CUDA_HALF_SLOTS", half_slots, 1);
+      if (*variant) setenv(variant, "1", 1);
       auto fused = runtime::make_backend(runtime::BackendKind::Cuda, *m, bo);
       setenv("QUARREL_CUDA_STAGED", "1", 1);
       auto staged = runtime::make_backend(runtime::BackendKind::Cuda, *m, bo);
@@ -328,7 +330,7 @@ TEST(Cuda, FusedDecodeMatchesStagedKernels) {
         for (int64_t j = 0; j < V; ++j) differ += fl[j] != g[j];
         EXPECT_EQ(differ, 0) << "logits that differ at decode step " << i;
       }
-      unsetenv("QUARREL_CUDA_HALF_SLOTS");
+      if (*variant) unsetenv(variant);
     }
   }
 }

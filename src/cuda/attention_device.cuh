@@ -108,6 +108,7 @@ __device__ __forceinline__ float exp_group(float* s, int g, int n, float m) {
 // 8) to the eight chains: chain u takes the positions with p % 8 == u.
 // v[p * pitch] is the value, e[p] the exponential, times inv.
 __device__ __forceinline__ void add_chains(float* acc, const float* v, int pitch, const float* e, float inv, int np) {
+  QUARREL_DEVICE_NO_UNROLL
   for (int p = 0; p < np; p += 8) {
 #pragma unroll
     for (int u = 0; u < 8; ++u)
@@ -172,6 +173,95 @@ __device__ void attend_head(const float* q, const KV* k, const KV* v, int64_t st
     __syncthreads();
   }
   if (threadIdx.x < hd) out[threadIdx.x] = tensor::hsum8(acc);
+}
+
+// ---------------------------------------------------------------------
+// Decode attention in one stage of the persistent kernel, for short
+// contexts: a block takes one query head and the output dimensions
+// [d0, d0 + nd), loads every K row of its KV head and the nd columns of
+// every V row in one round trip, then computes all the head's scores itself
+// (the blocks of one head repeat that work, which is cheaper than a grid
+// barrier), the softmax and its slice of the weighted sum. The arithmetic is
+// attend_head's, element for element. Shared memory (floats): slice_floats().
+
+__host__ __device__ constexpr int64_t slice_floats(int n_pos, int hd, int nd) {
+  return ((n_pos + 3) & ~3) + hd + 32 + static_cast<int64_t>(n_pos) * (hd + 1) + static_cast<int64_t>(n_pos) * nd;
+}
+
+template <typename KV>
+__device__ void attend_slice(const float* q, const KV* k, const KV* v, int64_t stride, int n_pos, int hd, float scale,
+                             int d0, int nd, float* out, float* smem, double* red) {
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp, n_warps = blockDim.x / kWarp;
+  float* scores = smem;
+  float* sq = scores + ((n_pos + 3) & ~3);
+  float* red_max = sq + hd;
+  float* krows = red_max + 32;  // row p at p * (hd + 1): a warp's lanes read different banks
+  float* vrows = krows + n_pos * (hd + 1);
+  const int kpitch = hd + 1;
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) sq[d] = __ldcg(q + d);
+  {
+    // K and V pieces of four elements in one walk, up to kBatch loads in
+    // flight per thread before the first store.
+    constexpr int kBatch = 12;
+    const int kc = hd / 4, cols = kc + nd / 4;
+    GridWalk at(threadIdx.x, blockDim.x, cols);
+    while (at.row < n_pos) {
+      float4 r[kBatch];
+      GridWalk ld = at;
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        if (ld.row < n_pos)
+          r[u] = ld.col < kc ? load4_kv(k + ld.row * stride + 4 * ld.col)
+                             : load4_kv(v + ld.row * stride + d0 + 4 * (ld.col - kc));
+        ld.next();
+      }
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        if (at.row < n_pos) {
+          float* d = at.col < kc ? krows + at.row * kpitch + 4 * at.col : vrows + at.row * nd + 4 * (at.col - kc);
+          d[0] = r[u].x;
+          d[1] = r[u].y;
+          d[2] = r[u].z;
+          d[3] = r[u].w;
+        }
+        at.next();
+      }
+    }
+  }
+  __syncthreads();
+  float local_max = -INFINITY;
+  for (int p = threadIdx.x; p < n_pos; p += blockDim.x) {
+    const float sc = score_of(sq, krows + p * kpitch, hd, scale);
+    scores[p] = sc;
+    local_max = fmaxf(local_max, sc);
+  }
+  local_max = warp_max(local_max);
+  if (lane == 0) red_max[warp] = local_max;
+  __syncthreads();
+  float m = red_max[0];
+  for (int w = 1; w < n_warps; ++w) m = fmaxf(m, red_max[w]);
+  double sum = 0;
+  for (int g = threadIdx.x; 8 * g < n_pos; g += blockDim.x) sum += exp_group(scores, g, n_pos, m);
+  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  if (lane == 0) red[warp] = sum;
+  __syncthreads();
+  double total = 0;
+  for (int w = 0; w < n_warps; ++w) total += red[w];
+  const float inv = static_cast<float>(1.0 / total);
+  // Eight threads per output dimension, thread u of them holding the chain
+  // of the positions p % 8 == u; the chains meet in the first of the eight
+  // and are added as tensor::hsum8 adds them.
+  const int d = threadIdx.x / 8, u = threadIdx.x % 8;
+  if (threadIdx.x < ((8 * nd + kWarp - 1) & ~(kWarp - 1))) {
+    float acc = 0;
+    if (d < nd)
+      for (int p = u; p < n_pos; p += 8) acc = fmaf(vrows[p * nd + d], __fmul_rn(scores[p], inv), acc);
+    float c[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) c[j] = __shfl_sync(0xffffffffu, acc, (lane & ~7) + j);
+    if (u == 0 && d < nd) out[d0 + d] = tensor::hsum8(c);
+  }
+  __syncthreads();  // the next call reuses the shared memory
 }
 
 // ---------------------------------------------------------------------

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <unordered_map>
 #include <vector>
@@ -69,6 +70,7 @@ class CudaBackend final : public runtime::Backend {
  public:
   CudaBackend(const model::Model& m, runtime::BackendOptions opts);
   ~CudaBackend() override;
+  void print_stage_times() const;
   std::string name() const override { return "cuda (" + device_name_ + ")"; }
   const runtime::BackendOptions& options() const override { return opts_; }
   const model::Config& config() const override { return c_; }
@@ -248,7 +250,42 @@ CudaBackend::CudaBackend(const model::Model& m, runtime::BackendOptions opts) : 
   QUARREL_CUDA_CHECK(cudaDeviceSynchronize());
 }
 
+// QUARREL_CUDA_STAGE_TIMES=1: the persistent kernel's stage times in the
+// last decode step, averaged over the inner layers, on stderr.
+void CudaBackend::print_stage_times() const {
+  const FusedStep& a = fused_step_;
+  std::vector<unsigned long long> t(static_cast<size_t>(a.n_layer) * kStageClocks + 1);
+  if (cudaMemcpy(t.data(), a.stage_clock, t.size() * sizeof(t[0]), cudaMemcpyDeviceToHost) != cudaSuccess) return;
+  auto count = [&](int il) {
+    int n = 0;
+    while (n < kStageClocks && t[il * kStageClocks + n] != 0) ++n;
+    return n;
+  };
+  if (a.n_layer < 3 || count(1) == 0) return;
+  const int n = count(1);
+  static const char* one_stage[] = {"qkv", "wait", "attention", "wait", "o", "wait", "ffn", "wait", "down", "wait"};
+  static const char* two_stage[] = {"qkv", "wait", "scores", "wait", "softmax+V", "wait",
+                                    "o",   "wait", "ffn",    "wait", "down",      "wait"};
+  std::vector<double> sum(n, 0.0);
+  for (int il = 1; il + 1 < a.n_layer; ++il) {
+    unsigned long long prev = t[(il - 1) * kStageClocks + count(il - 1) - 1];
+    for (int k = 0; k < n; ++k) {
+      sum[k] += static_cast<double>(t[il * kStageClocks + k] - prev);
+      prev = t[il * kStageClocks + k];
+    }
+  }
+  std::string line = "stage times (us, mean of the inner layers, last decode step):";
+  double total = 0;
+  for (int k = 0; k < n; ++k) {
+    const double us = sum[k] / (a.n_layer - 2) / 1000.0;
+    total += us;
+    line += cat(" ", n == 10 ? one_stage[k] : two_stage[k], " ", us);
+  }
+  std::fprintf(stderr, "%s; layer %g\n", line.c_str(), total);
+}
+
 CudaBackend::~CudaBackend() {
+  if (fused_step_.stage_clock) print_stage_times();
   if (graph_) cudaGraphExecDestroy(graph_);
   for (auto& [key, g] : batch_graphs_) cudaGraphExecDestroy(g);
   if (cublas_) cublasDestroy(cublas_);
@@ -333,13 +370,18 @@ void CudaBackend::setup_fused() {
       if (mm->type != t) return;
   }
   if (!fused_decode_supported(t) || c_.head_dim % 4 != 0 || c_.gqa_ratio() > kMaxFusedGroup) return;
-  if (fused_smem_bytes(t, a) > kMaxDynamicSmem) return;  // a long context: five kernels per layer
+  if (fused_smem_bytes(t, a, n_sm_) > kMaxDynamicSmem) return;  // a long context: five kernels per layer
   FusedLayer* d_layers = arena_.alloc<FusedLayer>(host_layers_.size());
   QUARREL_CUDA_CHECK(cudaMemcpy(d_layers, host_layers_.data(), host_layers_.size() * sizeof(FusedLayer),
                                 cudaMemcpyHostToDevice));
   a.layers = d_layers;
   a.scores = arena_.alloc<float>(static_cast<size_t>(c_.n_head) * opts_.n_ctx);
   a.barrier = arena_.alloc<unsigned int>(1);
+  if (env_flag("QUARREL_CUDA_STAGE_TIMES")) {
+    const size_t n = static_cast<size_t>(a.n_layer) * kStageClocks + 1;
+    a.stage_clock = arena_.alloc<unsigned long long>(n);
+    QUARREL_CUDA_CHECK(cudaMemset(a.stage_clock, 0, n * sizeof(unsigned long long)));
+  }
   fused_ = true;
   fused_type_ = t;
 }

@@ -16,6 +16,21 @@ constexpr int kWarps = kMatvecWarps;
 // (50 MB on an H100/H200); larger matrices stream from memory at full speed
 // anyway, and prefetching them would evict the current stage's rows.
 constexpr int64_t kPrefetchBytes = 16 << 20;
+// The longest context that takes attention in one stage: every block of a
+// head computes all of its scores, work that grows with the positions.
+constexpr int kSliceMaxPos = 512;
+// Shared memory is sized so that contexts up to this long always can.
+constexpr int kSliceSizedPos = 256;
+
+// One-stage attention's output dimensions per block: the narrowest slices
+// (the most blocks) that still give every block at most one; 0 when the
+// head dimension allows none.
+int slice_dims_for(const FusedStep& a, int n_sm) {
+  int dims = 0;
+  for (int nd : {4, 8, 16, 32})
+    if (a.head_dim % nd == 0 && (dims == 0 || a.n_head * (a.head_dim / dims) > n_sm)) dims = nd;
+  return dims;
+}
 
 // The grid barrier in two halves, so that a block can start its copies for
 // the next stage between them: every block arrives (grid_arrive), then waits
@@ -74,6 +89,17 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
   const int kvd = a.n_head_kv * a.head_dim;
   unsigned long long unused = 0;
   unsigned int target = 0;
+  int clock_at = 0;
+  auto stamp = [&](int il) {
+    if (a.stage_clock == nullptr) return;
+    __syncthreads();
+    if (blockIdx.x == 0 && threadIdx.x == 0) {
+      unsigned long long t;
+      asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+      a.stage_clock[il < 0 ? a.n_layer * kStageClocks : il * kStageClocks + clock_at] = t;
+    }
+    clock_at = il < 0 ? 0 : clock_at + 1;
+  };
 
   // Prefetches are issued at the end of a stage, after its own loads, for a
   // stage at least one barrier later: issued earlier they queue in front of
@@ -92,58 +118,84 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
   stage_first_units<WT, O::Qkv>(m.qkv, slots, warp, n_warps);
   maybe_prefetch<O::Qkv>(m.qkv, warp, n_warps);
   prefetch_kv(a.layers[0]);
+  stamp(-1);
   for (int il = 0; il < a.n_layer; ++il) {
     const FusedLayer& L = a.layers[il];
+    clock_at = 0;
     // QKV, RoPE and the KV-cache write.
     load_input<I::Norm, VT>(m.qkv, smem, red);
     matvec_rows<WT, O::Qkv>(m.qkv, smem, warp, n_warps, unused, slots);
+    stamp(il);
     grid_arrive(a.barrier, target);
     stage_first_units<WT, O::Residual>(m.o, slots, warp, n_warps);
     maybe_prefetch<O::Residual>(m.o, warp, n_warps);
     grid_wait(a.barrier, target);
+    stamp(il);
 
-    // Attention, spread over the grid: first the scores, 32 positions of the
-    // query heads of one KV head per block ...
     const int n_pos = pos + 1, group = a.n_head / a.n_head_kv;
     const int64_t kv_first = static_cast<int64_t>(seq) * a.n_ctx * kvd;
     const KV* kc = static_cast<const KV*>(L.k_cache) + kv_first;
     const KV* vc = static_cast<const KV*>(L.v_cache) + kv_first;
-    {
-      const int n_items = a.n_head_kv * ((n_pos + 31) / 32);
-      if (static_cast<int>(blockIdx.x) < n_items) {
-        for (int i = threadIdx.x; i < a.n_head * a.head_dim; i += blockDim.x) smem[i] = __ldcg(a.q + i);
-        __syncthreads();
-        for (int item = blockIdx.x; item < n_items; item += gridDim.x)
-          score_chunk(smem, kc, kvd, item % a.n_head_kv, group, item / a.n_head_kv, n_pos, a.head_dim, a.scale,
-                      a.scores, smem + ((a.n_head * a.head_dim + 3) & ~3));
+    if (n_pos <= a.slice_max_pos) {
+      // A short context: attention in one stage, a query head's slice of
+      // output dimensions per block.
+      const int nd = a.slice_dims, per_head = a.head_dim / nd;
+      for (int item = blockIdx.x; item < a.n_head * per_head; item += gridDim.x) {
+        const int h = item / per_head, g = h / group;
+        attend_slice(a.q + h * a.head_dim, kc + g * a.head_dim, vc + g * a.head_dim, kvd, n_pos, a.head_dim,
+                     a.scale, (item % per_head) * nd, nd, a.attn + h * a.head_dim, smem, red);
       }
+      maybe_prefetch<O::Swiglu>(m.ffn, warp, n_warps);
+      stamp(il);
+      grid_barrier(a.barrier, target);
+      stamp(il);
+    } else {
+      // Attention, spread over the grid: first the scores, 32 positions of the
+      // query heads of one KV head per block ...
+      {
+        const int n_items = a.n_head_kv * ((n_pos + 31) / 32);
+        if (static_cast<int>(blockIdx.x) < n_items) {
+          for (int i = threadIdx.x; i < a.n_head * a.head_dim; i += blockDim.x) smem[i] = __ldcg(a.q + i);
+          __syncthreads();
+          for (int item = blockIdx.x; item < n_items; item += gridDim.x)
+            score_chunk(smem, kc, kvd, item % a.n_head_kv, group, item / a.n_head_kv, n_pos, a.head_dim, a.scale,
+                        a.scores, smem + ((a.n_head * a.head_dim + 3) & ~3));
+        }
+      }
+      maybe_prefetch<O::Swiglu>(m.ffn, warp, n_warps);
+      stamp(il);
+      grid_barrier(a.barrier, target);
+      stamp(il);
+      // ... then the softmax and the weighted sum of V, a few dimensions of
+      // one KV head per block.
+      {
+        const int nd = a.head_dim % 8 == 0 ? 8 : 4, per_head = a.head_dim / nd;
+        float* probs = smem;
+        float* inv_sum = smem + group * a.n_ctx;
+        float* chunk = smem + ((group * a.n_ctx + group + 3) & ~3);
+        for (int item = blockIdx.x; item < a.n_head_kv * per_head; item += gridDim.x)
+          softmax_values(a.scores, vc, kvd, item / per_head, group, (item % per_head) * nd, nd, n_pos, a.head_dim,
+                         a.attn, probs, inv_sum, chunk);
+      }
+      stamp(il);
+      grid_barrier(a.barrier, target);
+      stamp(il);
     }
-    maybe_prefetch<O::Swiglu>(m.ffn, warp, n_warps);
-    grid_barrier(a.barrier, target);
-    // ... then the softmax and the weighted sum of V, a few dimensions of
-    // one KV head per block.
-    {
-      const int nd = a.head_dim % 8 == 0 ? 8 : 4, per_head = a.head_dim / nd;
-      float* probs = smem;
-      float* inv_sum = smem + group * a.n_ctx;
-      float* chunk = smem + ((group * a.n_ctx + group + 3) & ~3);
-      for (int item = blockIdx.x; item < a.n_head_kv * per_head; item += gridDim.x)
-        softmax_values(a.scores, vc, kvd, item / per_head, group, (item % per_head) * nd, nd, n_pos, a.head_dim,
-                       a.attn, probs, inv_sum, chunk);
-    }
-    grid_barrier(a.barrier, target);
 
     // Output projection into the residual.
     load_input<I::Plain, VT>(m.o, smem, red);
     matvec_rows<WT, O::Residual>(m.o, smem, warp, n_warps, unused, slots);
+    stamp(il);
     grid_arrive(a.barrier, target);
     stage_first_units<WT, O::Swiglu>(m.ffn, slots, warp, n_warps);
     maybe_prefetch<O::Residual>(m.down, warp, n_warps);
     grid_wait(a.barrier, target);
+    stamp(il);
 
     // RMSNorm, gate and up, SwiGLU.
     load_input<I::Norm, VT>(m.ffn, smem, red);
     matvec_rows<WT, O::Swiglu>(m.ffn, smem, warp, n_warps, unused, slots);
+    stamp(il);
     grid_arrive(a.barrier, target);
     stage_first_units<WT, O::Residual>(m.down, slots, warp, n_warps);
     const LayerArgs next = il + 1 < a.n_layer ? layer_args(a, a.layers[il + 1]) : m;
@@ -152,14 +204,17 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
       prefetch_kv(a.layers[il + 1]);
     }
     grid_wait(a.barrier, target);
+    stamp(il);
 
     // Down projection into the residual.
     load_input<I::Plain, VT>(m.down, smem, red);
     matvec_rows<WT, O::Residual>(m.down, smem, warp, n_warps, unused, slots);
     if (il + 1 < a.n_layer) {
+      stamp(il);
       grid_arrive(a.barrier, target);
       stage_first_units<WT, O::Qkv>(next.qkv, slots, warp, n_warps);
       grid_wait(a.barrier, target);
+      stamp(il);
     }
     m = next;
   }
@@ -189,7 +244,7 @@ int slot_bytes_for(const FusedLayer& L, int64_t cap) {
 
 template <DType WT, DType VT>
 void launch(FusedStep a, const FusedLayer& layer0, int n_sm, cudaStream_t s) {
-  const size_t base = (fused_smem_bytes(WT, a) + 15) & ~size_t{15};
+  const size_t base = (fused_smem_bytes(WT, a, n_sm) + 15) & ~size_t{15};
   if (base > kMaxDynamicSmem)
     fail_message(cat("fused decode: needs ", base, " bytes of shared memory (at most ", kMaxDynamicSmem, ")"));
   // Every layer has the first layer's row sizes: the slots are sized for them.
@@ -200,6 +255,13 @@ void launch(FusedStep a, const FusedLayer& layer0, int n_sm, cudaStream_t s) {
   // measure what the slots bring).
   a.slot_bytes = env_flag("QUARREL_CUDA_NO_SLOTS") ? 0 : slot_bytes_for<WT>(layer0, cap);
   const size_t smem = base + static_cast<size_t>(2 * procs) * a.slot_bytes;
+  // One-stage attention up to the positions whose rows fit in `base`.
+  a.slice_dims = slice_dims_for(a, n_sm);
+  a.slice_max_pos = 0;
+  if (a.slice_dims != 0 && !env_flag("QUARREL_CUDA_TWO_STAGE_ATTENTION"))
+    while (a.slice_max_pos < std::min(a.n_ctx, kSliceMaxPos) &&
+           slice_floats(a.slice_max_pos + 1, a.head_dim, a.slice_dims) * 4 <= static_cast<int64_t>(base))
+      ++a.slice_max_pos;
   auto run = [&](auto kernel) {
     allow_large_smem(kernel);
     int per_sm = 0;
@@ -226,7 +288,7 @@ void launch(FusedStep a, const FusedLayer& layer0, int n_sm, cudaStream_t s) {
 
 }  // namespace
 
-size_t fused_smem_bytes(DType t, const FusedStep& a) {
+size_t fused_smem_bytes(DType t, const FusedStep& a, int n_sm) {
   // The matvec input: the padded row, then the norm weights (inputs of
   // n_embd) or the quantized row (every input, for quantized weights).
   auto input = [&](int k, bool norm) {
@@ -237,7 +299,9 @@ size_t fused_smem_bytes(DType t, const FusedStep& a) {
   const int group = a.n_head / a.n_head_kv;
   const size_t softmax = ((group * a.n_ctx + group + 3) & ~3) + kAttendChunkFloats;
   const size_t scores = ((a.n_head * a.head_dim + 3) & ~3) + 32 * (a.head_dim + 1);
-  return std::max({matvec, softmax, scores}) * sizeof(float);
+  const int nd = slice_dims_for(a, n_sm);
+  const size_t slice = nd ? static_cast<size_t>(slice_floats(std::min(a.n_ctx, kSliceSizedPos), a.head_dim, nd)) : 0;
+  return std::max({matvec, softmax, scores, slice}) * sizeof(float);
 }
 
 #define QUARREL_FUSED_TYPES(X) X(F32, F32) X(F16, F16) X(BF16, BF16) X(Q8_0, Q8_0) X(Q4_0, Q8_0)

@@ -1,9 +1,10 @@
 #pragma once
 // The whole decode step of every layer in one persistent kernel: one block
 // per multiprocessor, all resident at once (a cooperative launch), with a
-// grid-wide barrier between the six stages of a layer: QKV + RoPE + KV
-// write; attention scores; softmax + weighted V; output projection +
-// residual; RMSNorm + gate/up + SwiGLU; down projection + residual. The
+// grid-wide barrier between the stages of a layer: QKV + RoPE + KV write;
+// attention (one stage for short contexts, scores then softmax + weighted V
+// for long ones); output projection + residual; RMSNorm + gate/up + SwiGLU;
+// down projection + residual. The
 // matvec stages run the same device code as the one-kernel-per-stage path
 // (matvec_device.cuh) and attention the same arithmetic as its kernel
 // (attention_device.cuh), so both paths give bit-identical logits. What goes
@@ -50,7 +51,17 @@ struct FusedStep {
   // Set by decode_layers: the weight slots (matvec_device.cuh) after the
   // first slot_offset bytes of dynamic shared memory; slot_bytes 0: none.
   int slot_offset = 0, slot_bytes = 0;
+  // Set by decode_layers: contexts of up to slice_max_pos positions take
+  // attention in one stage (attend_slice, slice_dims output dimensions per
+  // block); longer ones in two (score_chunk, softmax_values).
+  int slice_dims = 0, slice_max_pos = 0;
+  // Diagnostics (QUARREL_CUDA_STAGE_TIMES=1): block 0 writes %globaltimer
+  // at the start and at the end of each stage and barrier wait of every
+  // layer, kStageClocks per layer, then the start at n_layer * kStageClocks.
+  unsigned long long* stage_clock = nullptr;
 };
+
+constexpr int kStageClocks = 12;
 
 // The arguments of a layer's four matvec stages, shared by the persistent
 // kernel and the five-kernels-per-layer path. qkv uses L.wqkv (the staged
@@ -120,7 +131,7 @@ bool fused_decode_supported(tensor::DType t);
 // Dynamic shared memory the kernel needs for this shape, before the weight
 // slots, which take what is left up to kMaxDynamicSmem (the backend falls
 // back to five kernels per layer when this alone is more).
-size_t fused_smem_bytes(tensor::DType t, const FusedStep& a);
+size_t fused_smem_bytes(tensor::DType t, const FusedStep& a, int n_sm);
 
 // Runs every layer for one token: x (after the embedding) in, x (before the
 // output norm) out. Zeroes the barrier counter first. Capturable in a graph.

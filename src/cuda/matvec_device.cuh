@@ -94,6 +94,7 @@ __device__ __forceinline__ void dot2(const uint8_t* ra, const uint8_t* rb, const
     sb = 0;
     int c = glane;
     if (c < nc) load(c, cur);
+    QUARREL_DEVICE_NO_UNROLL
     for (; c < nc; c += kWarp) {
       if (c + kWarp < nc) load(c + kWarp, nxt);
       const float* xc = xs + 33 * c;
@@ -129,6 +130,7 @@ __device__ __forceinline__ void dot2(const uint8_t* ra, const uint8_t* rb, const
     float wa[32], wb[32];
     sa = 0;
     sb = 0;
+    QUARREL_DEVICE_NO_UNROLL
     for (int c = glane; c < k / 32; c += kWarp) {
       dequant32<WT>(ra, c, wa);
       dequant32<WT>(rb, c, wb);
@@ -176,6 +178,7 @@ __device__ __forceinline__ void prefetch_units(const MatvecArgs& a, int warp, in
       if (!w) continue;
       const uint8_t* p = w + first * a.row_bytes;
       const int64_t bytes = n_rows * a.row_bytes;
+      QUARREL_DEVICE_NO_UNROLL
       for (int64_t off = lane * 128; off < bytes; off += kWarp * 128) asm volatile("prefetch.global.L2 [%0];" ::"l"(p + off));
     }
   }

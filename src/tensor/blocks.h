@@ -20,6 +20,14 @@
 #else
 #define QUARREL_HOST_DEVICE
 #endif
+// Keeps a loop rolled in device code. The persistent decode kernel runs each
+// stage's code once per layer, so its speed depends on how much code there
+// is to fetch, and nvcc unrolls loops with a runtime trip count several times.
+#if defined(__CUDA_ARCH__)
+#define QUARREL_DEVICE_NO_UNROLL _Pragma("unroll 1")
+#else
+#define QUARREL_DEVICE_NO_UNROLL
+#endif
 
 namespace quarrel::tensor {
 

@@ -69,16 +69,17 @@ QUARREL_HOST_DEVICE inline float hsum8(const float* v) {
 // n % 32 elements one by one (a product, then an add).
 QUARREL_HOST_DEVICE inline float score_dot(const float* q, const float* k, int64_t ks, int64_t n) {
   const int64_t n32 = n & ~int64_t(31);
+  float chain[4][8] = {};
+  QUARREL_DEVICE_NO_UNROLL
+  for (int64_t i = 0; i < n32; i += 32)
+    for (int c = 0; c < 4; ++c)
+      for (int l = 0; l < 8; ++l) chain[c][l] = fmaf(k[(i + 8 * c + l) * ks], q[i + 8 * c + l], chain[c][l]);
   float lane[8];
-  for (int l = 0; l < 8; ++l) {
-    float chain[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    for (int64_t i = 0; i < n32; i += 32)
-      for (int c = 0; c < 4; ++c) chain[c] = fmaf(k[(i + 8 * c + l) * ks], q[i + 8 * c + l], chain[c]);
-    lane[l] = (chain[0] + chain[2]) + (chain[1] + chain[3]);
-  }
+  for (int l = 0; l < 8; ++l) lane[l] = (chain[0][l] + chain[2][l]) + (chain[1][l] + chain[3][l]);
   float half[4];
   for (int l = 0; l < 4; ++l) half[l] = lane[l] + lane[l + 4];
   float s = (half[0] + half[1]) + (half[2] + half[3]);
+  QUARREL_DEVICE_NO_UNROLL
   for (int64_t d = n32; d < n; ++d) s = s + k[d * ks] * q[d];
   return s;
 }
