@@ -244,19 +244,30 @@ int slot_bytes_for(const FusedLayer& L, int64_t cap) {
 
 template <DType WT, DType VT>
 void launch(FusedStep a, const FusedLayer& layer0, int n_sm, cudaStream_t s) {
-  const size_t base = (fused_smem_bytes(WT, a, n_sm) + 15) & ~size_t{15};
+  auto round16 = [](size_t b) { return (b + 15) & ~size_t{15}; };
+  size_t base = round16(fused_smem_bytes(WT, a));
   if (base > kMaxDynamicSmem)
     fail_message(cat("fused decode: needs ", base, " bytes of shared memory (at most ", kMaxDynamicSmem, ")"));
   // Every layer has the first layer's row sizes: the slots are sized for them.
   const int procs = kThreads / unit_lanes<WT>();
-  const int64_t cap = static_cast<int64_t>((kMaxDynamicSmem - base) / (2 * procs)) & ~int64_t{15};
+  auto cap = [&](size_t b) { return static_cast<int64_t>((kMaxDynamicSmem - b) / (2 * procs)) & ~int64_t{15}; };
+  // Room for one-stage attention over kSliceSizedPos positions, unless it
+  // would shrink the weight slots of quantized weights (large models, whose
+  // decode streams from memory).
+  a.slice_dims = slice_dims_for(a, n_sm);
+  if (a.slice_dims != 0) {
+    const size_t want =
+        round16(static_cast<size_t>(slice_floats(std::min(a.n_ctx, kSliceSizedPos), a.head_dim, a.slice_dims)) * 4);
+    if (want > base && want <= kMaxDynamicSmem &&
+        slot_bytes_for<WT>(layer0, cap(want)) == slot_bytes_for<WT>(layer0, cap(base)))
+      base = want;
+  }
   a.slot_offset = static_cast<int>(base);
   // QUARREL_CUDA_NO_SLOTS=1 reads every weight from global memory (to
   // measure what the slots bring).
-  a.slot_bytes = env_flag("QUARREL_CUDA_NO_SLOTS") ? 0 : slot_bytes_for<WT>(layer0, cap);
+  a.slot_bytes = env_flag("QUARREL_CUDA_NO_SLOTS") ? 0 : slot_bytes_for<WT>(layer0, cap(base));
   const size_t smem = base + static_cast<size_t>(2 * procs) * a.slot_bytes;
   // One-stage attention up to the positions whose rows fit in `base`.
-  a.slice_dims = slice_dims_for(a, n_sm);
   a.slice_max_pos = 0;
   if (a.slice_dims != 0 && !env_flag("QUARREL_CUDA_TWO_STAGE_ATTENTION"))
     while (a.slice_max_pos < std::min(a.n_ctx, kSliceMaxPos) &&
@@ -288,7 +299,7 @@ void launch(FusedStep a, const FusedLayer& layer0, int n_sm, cudaStream_t s) {
 
 }  // namespace
 
-size_t fused_smem_bytes(DType t, const FusedStep& a, int n_sm) {
+size_t fused_smem_bytes(DType t, const FusedStep& a) {
   // The matvec input: the padded row, then the norm weights (inputs of
   // n_embd) or the quantized row (every input, for quantized weights).
   auto input = [&](int k, bool norm) {
@@ -299,9 +310,7 @@ size_t fused_smem_bytes(DType t, const FusedStep& a, int n_sm) {
   const int group = a.n_head / a.n_head_kv;
   const size_t softmax = ((group * a.n_ctx + group + 3) & ~3) + kAttendChunkFloats;
   const size_t scores = ((a.n_head * a.head_dim + 3) & ~3) + 32 * (a.head_dim + 1);
-  const int nd = slice_dims_for(a, n_sm);
-  const size_t slice = nd ? static_cast<size_t>(slice_floats(std::min(a.n_ctx, kSliceSizedPos), a.head_dim, nd)) : 0;
-  return std::max({matvec, softmax, scores, slice}) * sizeof(float);
+  return std::max({matvec, softmax, scores}) * sizeof(float);
 }
 
 #define QUARREL_FUSED_TYPES(X) X(F32, F32) X(F16, F16) X(BF16, BF16) X(Q8_0, Q8_0) X(Q4_0, Q8_0)

@@ -131,7 +131,7 @@ bool fused_decode_supported(tensor::DType t);
 // Dynamic shared memory the kernel needs for this shape, before the weight
 // slots, which take what is left up to kMaxDynamicSmem (the backend falls
 // back to five kernels per layer when this alone is more).
-size_t fused_smem_bytes(tensor::DType t, const FusedStep& a, int n_sm);
+size_t fused_smem_bytes(tensor::DType t, const FusedStep& a);
 
 // Runs every layer for one token: x (after the embedding) in, x (before the
 // output norm) out. Zeroes the barrier counter first. Capturable in a graph.
