@@ -74,74 +74,97 @@ __host__ __device__ inline QActs qacts_at(const void* bytes, int k) {
   return a;
 }
 
-// Quantizes one block of the padded float row xs (see padded()): 32 elements
-// for Q8_0/Q8_1, 256 for Q8_K. Called by one whole warp.
-template <DType VT>
-__device__ __forceinline__ void quantize_block(const float* xs, int base, int lane, const QActs& out) {
-  if constexpr (VT == DType::Q8_0 || VT == DType::Q8_1) {
-    const float v = xs[padded(base + lane)];
-    const float amax = warp_max(fabsf(v));
-    const float d = amax / 127.0f;
-    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-    const int q = __float2int_rn(v * id);
-    out.q[base + lane] = static_cast<int8_t>(q);
-    if constexpr (VT == DType::Q8_1) {
-      int sum = q;
+// Quantizes one Q8_K block (256 elements) of the padded float row xs (see
+// padded()). Called by one whole warp.
+__device__ __forceinline__ void quantize_block_q8k(const float* xs, int base, int lane, const QActs& out) {
+  // The scale comes from the element of largest magnitude, with its sign
+  // (the first such element on ties).
+  float best = 0.0f, best_abs = -1.0f;
+  int best_idx = 0;
 #pragma unroll
-      for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-      // s uses the float d, not its F16 rounding, as ggml does.
-      if (lane == 0) out.s[base / 32] = __half2float(__float2half_rn(static_cast<float>(sum) * d));
+  for (int k = 0; k < 8; ++k) {
+    const int idx = base + k * 32 + lane;
+    const float v = xs[padded(idx)];
+    if (fabsf(v) > best_abs) {
+      best_abs = fabsf(v);
+      best = v;
+      best_idx = idx;
     }
-    if (lane == 0) out.d[base / 32] = __half2float(__float2half_rn(d));
-  } else if constexpr (VT == DType::Q8_K) {
-    // The scale comes from the element of largest magnitude, with its sign
-    // (the first such element on ties).
-    float best = 0.0f, best_abs = -1.0f;
-    int best_idx = 0;
-#pragma unroll
-    for (int k = 0; k < 8; ++k) {
-      const int idx = base + k * 32 + lane;
-      const float v = xs[padded(idx)];
-      if (fabsf(v) > best_abs) {
-        best_abs = fabsf(v);
-        best = v;
-        best_idx = idx;
-      }
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      const float ob = __shfl_xor_sync(0xffffffffu, best, o);
-      const float oa = __shfl_xor_sync(0xffffffffu, best_abs, o);
-      const int oi = __shfl_xor_sync(0xffffffffu, best_idx, o);
-      if (oa > best_abs || (oa == best_abs && oi < best_idx)) {
-        best = ob;
-        best_abs = oa;
-        best_idx = oi;
-      }
-    }
-    const float iscale = best_abs == 0.0f ? 0.0f : -127.0f / best;
-#pragma unroll
-    for (int k = 0; k < 8; ++k) {
-      const int idx = base + k * 32 + lane;
-      const int q = best_abs == 0.0f ? 0 : min(127, __float2int_rn(iscale * xs[padded(idx)]));
-      out.q[idx] = static_cast<int8_t>(q);
-      // Sum of 16 quants: the half-warp that holds them.
-      int sum = q;
-#pragma unroll
-      for (int o = 8; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-      if (lane % 16 == 0) out.bsum[idx / 16] = sum;
-    }
-    if (lane == 0) out.d[base / 256] = best_abs == 0.0f ? 0.0f : 1.0f / iscale;
   }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ob = __shfl_xor_sync(0xffffffffu, best, o);
+    const float oa = __shfl_xor_sync(0xffffffffu, best_abs, o);
+    const int oi = __shfl_xor_sync(0xffffffffu, best_idx, o);
+    if (oa > best_abs || (oa == best_abs && oi < best_idx)) {
+      best = ob;
+      best_abs = oa;
+      best_idx = oi;
+    }
+  }
+  const float iscale = best_abs == 0.0f ? 0.0f : -127.0f / best;
+#pragma unroll
+  for (int k = 0; k < 8; ++k) {
+    const int idx = base + k * 32 + lane;
+    const int q = best_abs == 0.0f ? 0 : min(127, __float2int_rn(iscale * xs[padded(idx)]));
+    out.q[idx] = static_cast<int8_t>(q);
+    // Sum of 16 quants: the half-warp that holds them.
+    int sum = q;
+#pragma unroll
+    for (int o = 8; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (lane % 16 == 0) out.bsum[idx / 16] = sum;
+  }
+  if (lane == 0) out.d[base / 256] = best_abs == 0.0f ? 0.0f : 1.0f / iscale;
 }
 
 // Quantizes a whole row of n elements held in padded shared memory. Every
-// thread of the block calls it; it ends with a barrier.
+// thread of the block calls it; it ends with a barrier. A Q8_0 or Q8_1 block
+// (32 elements) takes eight lanes, four elements a lane, so that a
+// 576-element row is one round of three shuffles (the decode stages wait for
+// it); a Q8_K block (256) takes a warp.
 template <DType VT>
 __device__ void quantize_row(const float* xs, int n, const QActs& out) {
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp, n_warps = blockDim.x / kWarp;
-  constexpr int B = VT == DType::Q8_K ? 256 : 32;
-  for (int base = warp * B; base < n; base += n_warps * B) quantize_block<VT>(xs, base, lane, out);
+  if constexpr (VT == DType::Q8_0 || VT == DType::Q8_1) {
+    const int sub = lane / 8, l8 = lane % 8, n_blocks = n / 32;
+    for (int b0 = 4 * warp; b0 < n_blocks; b0 += 4 * n_warps) {
+      const int blk = b0 + sub;
+      const bool mine = blk < n_blocks;
+      float v[4] = {0, 0, 0, 0};
+      float amax = 0;
+      if (mine) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          v[j] = xs[padded(32 * blk + 4 * l8 + j)];
+          amax = fmaxf(amax, fabsf(v[j]));
+        }
+      }
+#pragma unroll
+      for (int o = 4; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+      const float d = amax / 127.0f;
+      const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+      int q[4], sum = 0;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        q[j] = __float2int_rn(v[j] * id);
+        sum += q[j];
+      }
+      if (mine)
+        *reinterpret_cast<char4*>(out.q + 32 * blk + 4 * l8) =
+            make_char4(static_cast<signed char>(q[0]), static_cast<signed char>(q[1]),
+                       static_cast<signed char>(q[2]), static_cast<signed char>(q[3]));
+      if constexpr (VT == DType::Q8_1) {
+#pragma unroll
+        for (int o = 4; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        // s uses the float d, not its F16 rounding, as ggml does.
+        if (mine && l8 == 0) out.s[blk] = __half2float(__float2half_rn(static_cast<float>(sum) * d));
+      }
+      if (mine && l8 == 0) out.d[blk] = __half2float(__float2half_rn(d));
+    }
+  } else {
+    static_assert(VT == DType::Q8_K);
+    for (int base = warp * 256; base < n; base += n_warps * 256) quantize_block_q8k(xs, base, lane, out);
+  }
   __syncthreads();
 }
 
