@@ -173,20 +173,14 @@ __device__ __forceinline__ void dequant32(const uint8_t* row, int c, float* out)
   }
 }
 
-// Rounds a whole activation row of n elements held in padded shared memory
-// the way the CPU backend rounds activations for float weights of vec-dot
-// type VT (F32: not at all). Quantized weights take integer rows instead
-// (qdot.cuh). Every thread of the block must call it.
+// One activation rounded the way the CPU backend rounds activations for float
+// weights of vec-dot type VT (F32, and the quantized types, whose rows are
+// quantized afterwards: not at all).
 template <DType VT>
-__device__ void round_activations(float* xs, int n) {
-  static_assert(VT == DType::F32 || VT == DType::F16 || VT == DType::BF16);
-  if constexpr (VT != DType::F32) {
-    for (int i = threadIdx.x; i < n; i += blockDim.x) {
-      const int p = padded(i);
-      xs[p] = VT == DType::F16 ? __half2float(__float2half_rn(xs[p])) : __bfloat162float(__float2bfloat16_rn(xs[p]));
-    }
-    __syncthreads();
-  }
+__device__ __forceinline__ float round_activation(float x) {
+  if constexpr (VT == DType::F16) return __half2float(__float2half_rn(x));
+  if constexpr (VT == DType::BF16) return __bfloat162float(__float2bfloat16_rn(x));
+  return x;
 }
 
 }  // namespace quarrel::cuda

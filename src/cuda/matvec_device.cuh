@@ -39,23 +39,24 @@ __device__ void load_input(const MatvecArgs& a, float* xs, double* red) {
   const int k = a.k;
   float* ws = xs + padded_size(k);
   double ss = 0;
+  // Float activations are rounded as they are stored (each thread writes
+  // and rescales the same elements), quantized ones after the barrier.
   for_each_batched<kNorm>(a.x, a.norm_w, k, [&](int i, float v, float w) {
-    xs[padded(i)] = v;
     if constexpr (kNorm) {
+      xs[padded(i)] = v;
       ws[i] = w;
       ss += static_cast<double>(v * v);
+    } else {
+      xs[padded(i)] = round_activation<VT>(v);
     }
   });
   if constexpr (IN == MatvecInput::Norm) {
     const float scale = rms_scale(block_sum_double(ss, red), k, a.eps);
-    for (int i = threadIdx.x; i < k; i += blockDim.x) xs[padded(i)] = (xs[padded(i)] * scale) * ws[i];
+    for (int i = threadIdx.x; i < k; i += blockDim.x)
+      xs[padded(i)] = round_activation<VT>((xs[padded(i)] * scale) * ws[i]);
   }
   __syncthreads();
-  if constexpr (is_quantized_act(VT)) {
-    quantize_row<VT>(xs, k, input_qacts(xs, k));
-  } else {
-    round_activations<VT>(xs, a.k);
-  }
+  if constexpr (is_quantized_act(VT)) quantize_row<VT>(xs, k, input_qacts(xs, k));
 }
 
 // Lanes that compute one unit (two rows): a warp for float weights; half a

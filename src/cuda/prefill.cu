@@ -58,8 +58,8 @@ __global__ void rows_kernel(RowOp op, const float* x, const float* x2, int64_t s
   if constexpr (is_quantized_act(VT)) {
     quantize_row<VT>(xs, k, qacts_at(out + static_cast<int64_t>(t) * qacts_bytes(k), k));
   } else {
-    round_activations<VT>(xs, k);
-    for (int i = threadIdx.x; i < k; i += blockDim.x) store_as(out + static_cast<int64_t>(t) * k + i, xs[padded(i)]);
+    for (int i = threadIdx.x; i < k; i += blockDim.x)
+      store_as(out + static_cast<int64_t>(t) * k + i, round_activation<VT>(xs[padded(i)]));
   }
 }
 
