@@ -50,35 +50,45 @@ struct GridWalk {
   }
 };
 
-// Copies rows [p0, p0 + np) of `width` elements (`stride` apart in src; width
-// a multiple of 4) into dst,
-// row p at dst + p * pitch, as floats. Each thread issues up to kBatch loads
-// before its first store, so a chunk costs about one memory round trip.
-template <typename KV>
-__device__ __forceinline__ void stage_rows(const KV* src, int64_t stride, int p0, int np, int width, float* dst,
-                                           int pitch) {
-  constexpr int kBatch = 8;
-  GridWalk at(threadIdx.x, blockDim.x, width / 4);
+// Copies a grid of np rows by `cols` pieces of four elements into shared
+// memory: load(row, col) fetches a piece, store(row, col, piece) puts it
+// away. Each thread issues up to kBatch loads before its first store, so a
+// batch costs about one memory round trip. Every thread of the block calls it.
+template <int kBatch, typename Load, typename Store>
+__device__ __forceinline__ void stage_pieces(int np, int cols, Load&& load, Store&& store) {
+  GridWalk at(threadIdx.x, blockDim.x, cols);
   while (at.row < np) {
     float4 r[kBatch];
     GridWalk ld = at;
 #pragma unroll
     for (int u = 0; u < kBatch; ++u) {
-      if (ld.row < np) r[u] = load4_kv(src + (p0 + ld.row) * stride + 4 * ld.col);
+      if (ld.row < np) r[u] = load(ld.row, ld.col);
       ld.next();
     }
 #pragma unroll
     for (int u = 0; u < kBatch; ++u) {
-      if (at.row < np) {
-        float* d = dst + at.row * pitch + 4 * at.col;
-        d[0] = r[u].x;
-        d[1] = r[u].y;
-        d[2] = r[u].z;
-        d[3] = r[u].w;
-      }
+      if (at.row < np) store(at.row, at.col, r[u]);
       at.next();
     }
   }
+}
+
+// Four floats at d, which rows of odd pitch leave unaligned.
+__device__ __forceinline__ void store4(float* d, float4 v) {
+  d[0] = v.x;
+  d[1] = v.y;
+  d[2] = v.z;
+  d[3] = v.w;
+}
+
+// Copies rows [p0, p0 + np) of `width` elements (`stride` apart in src; width
+// a multiple of 4) into dst, row p at dst + p * pitch, as floats.
+template <typename KV>
+__device__ __forceinline__ void stage_rows(const KV* src, int64_t stride, int p0, int np, int width, float* dst,
+                                           int pitch) {
+  stage_pieces<8>(
+      np, width / 4, [&](int p, int c) { return load4_kv(src + (p0 + p) * stride + 4 * c); },
+      [&](int p, int c, float4 x) { store4(dst + p * pitch + 4 * c, x); });
 }
 
 // The CPU attention's arithmetic (cpu/kernels/scalar_float.cpp attend_ref,
@@ -184,8 +194,11 @@ __device__ void attend_head(const float* q, const KV* k, const KV* v, int64_t st
 // barrier), the softmax and its slice of the weighted sum. The arithmetic is
 // attend_head's, element for element. Shared memory (floats): slice_floats().
 
+// Its layout (floats): n_pos scores, padded to 4; the query (hd); 32 for the
+// block's maxima; K rows of hd + 1; then V's nd columns per row.
+__host__ __device__ constexpr int64_t slice_k_offset(int n_pos, int hd) { return ((n_pos + 3) & ~3) + hd + 32; }
 __host__ __device__ constexpr int64_t slice_floats(int n_pos, int hd, int nd) {
-  return ((n_pos + 3) & ~3) + hd + 32 + static_cast<int64_t>(n_pos) * (hd + 1) + static_cast<int64_t>(n_pos) * nd;
+  return slice_k_offset(n_pos, hd) + static_cast<int64_t>(n_pos) * (hd + 1 + nd);
 }
 
 template <typename KV>
@@ -195,39 +208,18 @@ __device__ void attend_slice(const float* q, const KV* k, const KV* v, int64_t s
   float* scores = smem;
   float* sq = scores + ((n_pos + 3) & ~3);
   float* red_max = sq + hd;
-  float* krows = red_max + 32;  // row p at p * (hd + 1): a warp's lanes read different banks
-  float* vrows = krows + n_pos * (hd + 1);
+  float* krows = smem + slice_k_offset(n_pos, hd);  // pitch hd + 1: a warp's lanes read different banks
   const int kpitch = hd + 1;
+  float* vrows = krows + n_pos * kpitch;
   for (int d = threadIdx.x; d < hd; d += blockDim.x) sq[d] = __ldcg(q + d);
-  {
-    // K and V pieces of four elements in one walk, up to kBatch loads in
-    // flight per thread before the first store.
-    constexpr int kBatch = 12;
-    const int kc = hd / 4, cols = kc + nd / 4;
-    GridWalk at(threadIdx.x, blockDim.x, cols);
-    while (at.row < n_pos) {
-      float4 r[kBatch];
-      GridWalk ld = at;
-#pragma unroll
-      for (int u = 0; u < kBatch; ++u) {
-        if (ld.row < n_pos)
-          r[u] = ld.col < kc ? load4_kv(k + ld.row * stride + 4 * ld.col)
-                             : load4_kv(v + ld.row * stride + d0 + 4 * (ld.col - kc));
-        ld.next();
-      }
-#pragma unroll
-      for (int u = 0; u < kBatch; ++u) {
-        if (at.row < n_pos) {
-          float* d = at.col < kc ? krows + at.row * kpitch + 4 * at.col : vrows + at.row * nd + 4 * (at.col - kc);
-          d[0] = r[u].x;
-          d[1] = r[u].y;
-          d[2] = r[u].z;
-          d[3] = r[u].w;
-        }
-        at.next();
-      }
-    }
-  }
+  // K and V in one walk: pieces [0, kc) of a row are K's, the rest V's.
+  const int kc = hd / 4;
+  stage_pieces<12>(
+      n_pos, kc + nd / 4,
+      [&](int p, int c) {
+        return c < kc ? load4_kv(k + p * stride + 4 * c) : load4_kv(v + p * stride + d0 + 4 * (c - kc));
+      },
+      [&](int p, int c, float4 x) { store4(c < kc ? krows + p * kpitch + 4 * c : vrows + p * nd + 4 * (c - kc), x); });
   __syncthreads();
   float local_max = -INFINITY;
   for (int p = threadIdx.x; p < n_pos; p += blockDim.x) {
