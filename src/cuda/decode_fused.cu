@@ -12,10 +12,6 @@ namespace {
 
 constexpr int kThreads = kMatvecThreads;
 constexpr int kWarps = kMatvecWarps;
-// A stage prefetches the next stage's rows only when they fit well inside L2
-// (50 MB on an H100/H200); larger matrices stream from memory at full speed
-// anyway, and prefetching them would evict the current stage's rows.
-constexpr int64_t kPrefetchBytes = 16 << 20;
 // The longest context that takes attention in one stage: every block of a
 // head computes all of its scores, work that grows with the positions.
 constexpr int kSliceMaxPos = 512;
@@ -66,12 +62,6 @@ __device__ __forceinline__ void prefetch_span(const void* p, int64_t n) {
   const int64_t nt = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t off = t * 128; off < n; off += nt * 128)
     asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const uint8_t*>(p) + off));
-}
-
-template <MatvecOutput OUT>
-__device__ __forceinline__ void maybe_prefetch(const MatvecArgs& m, int warp, int n_warps) {
-  const int64_t bytes = static_cast<int64_t>(m.rows) * m.row_bytes * (m.w2 ? 2 : 1);
-  if (bytes <= kPrefetchBytes) prefetch_units<OUT>(m, warp, n_warps);
 }
 
 template <DType WT, DType VT, typename KV>

@@ -19,7 +19,7 @@ __global__ void __launch_bounds__(kThreads) matvec_kernel(MatvecArgs a) {
   const int n_warps = gridDim.x * kWarps;
   // Weights do not depend on the previous kernel: pull this block's rows into
   // L2 before waiting for it.
-  prefetch_units<OUT>(a, warp, n_warps);
+  maybe_prefetch<OUT>(a, warp, n_warps);
   cudaGridDependencySynchronize();
   cudaTriggerProgrammaticLaunchCompletion();
   load_input<IN, VT>(a, xs, red);

@@ -66,6 +66,52 @@ constexpr int unit_lanes() {
   return is_quantized(WT) ? 2 * kQGroup : kWarp;
 }
 
+constexpr bool is_half_float(DType t) { return t == DType::F16 || t == DType::BF16; }
+
+// Rows of 16-bit floats (F16, BF16) times the input, in groups of 8 elements
+// (16 bytes): lane `lane` takes groups lane, lane + 32, ... in order, one FMA
+// chain per row, adding to sa and sb. A warp's loads of one round cover 512
+// contiguous bytes of a row, and every lane has work once a row has 256
+// elements (a lane taking 32-element chunks left 14 of 32 lanes idle on
+// SmolLM2's 576).
+template <DType WT>
+__device__ __forceinline__ void half_dot_groups(const uint4* ra, const uint4* rb, const float* xs, int n_groups,
+                                                int lane, float& sa, float& sb) {
+  constexpr int kBatch = 4;  // groups loaded before the first FMA
+  QUARREL_DEVICE_NO_UNROLL
+  for (int j0 = lane; j0 < n_groups; j0 += kBatch * kWarp) {
+    uint4 wa[kBatch] = {}, wb[kBatch] = {};
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u)
+      if (j0 + u * kWarp < n_groups) {
+        wa[u] = ra[j0 + u * kWarp];
+        wb[u] = rb[j0 + u * kWarp];
+      }
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      if (j0 + u * kWarp >= n_groups) break;
+      const float* xc = xs + padded(8 * (j0 + u * kWarp));  // 8 elements never straddle a padding gap
+      const uint32_t* ua = reinterpret_cast<const uint32_t*>(&wa[u]);
+      const uint32_t* ub = reinterpret_cast<const uint32_t*>(&wb[u]);
+#pragma unroll
+      for (int t = 0; t < 4; ++t) {
+        float2 fa, fb;
+        if constexpr (WT == DType::F16) {
+          fa = __half22float2(*reinterpret_cast<const __half2*>(&ua[t]));
+          fb = __half22float2(*reinterpret_cast<const __half2*>(&ub[t]));
+        } else {
+          fa = make_float2(__uint_as_float(ua[t] << 16), __uint_as_float(ua[t] & 0xffff0000u));
+          fb = make_float2(__uint_as_float(ub[t] << 16), __uint_as_float(ub[t] & 0xffff0000u));
+        }
+        sa = fmaf(fa.x, xc[2 * t], sa);
+        sb = fmaf(fb.x, xc[2 * t], sb);
+        sa = fmaf(fa.y, xc[2 * t + 1], sa);
+        sb = fmaf(fb.y, xc[2 * t + 1], sb);
+      }
+    }
+  }
+}
+
 // Rows ra and rb times the input, by the unit_lanes() lanes of a unit
 // (glane is the lane's index among them, mask names them); the results are
 // valid in glane 0.
@@ -76,55 +122,11 @@ __device__ __forceinline__ void dot2(const uint8_t* ra, const uint8_t* rb, const
     const float v = qdot<WT>(glane < kQGroup ? ra : rb, input_qacts(xs, k), k, glane % kQGroup, mask);
     sa = v;
     sb = __shfl_down_sync(mask, v, kQGroup, 2 * kQGroup);
-  } else if constexpr (WT == DType::F16 || WT == DType::BF16) {
-    // Software-pipelined: the next chunk's 64 bytes per row are loaded before
-    // this chunk's FMAs, so a lane keeps two chunks in flight. The FMAs run
-    // in element order, as in the generic loop below.
-    const int nc = k / 32;
-    uint4 cur[2][4], nxt[2][4];
-    auto load = [&](int c, uint4 (&dst)[2][4]) {
-      const uint4* pa = reinterpret_cast<const uint4*>(ra + 64 * c);
-      const uint4* pb = reinterpret_cast<const uint4*>(rb + 64 * c);
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        dst[0][i] = pa[i];
-        dst[1][i] = pb[i];
-      }
-    };
+  } else if constexpr (is_half_float(WT)) {
     sa = 0;
     sb = 0;
-    int c = glane;
-    if (c < nc) load(c, cur);
-    QUARREL_DEVICE_NO_UNROLL
-    for (; c < nc; c += kWarp) {
-      if (c + kWarp < nc) load(c + kWarp, nxt);
-      const float* xc = xs + 33 * c;
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const uint32_t* ua = reinterpret_cast<const uint32_t*>(&cur[0][i]);
-        const uint32_t* ub = reinterpret_cast<const uint32_t*>(&cur[1][i]);
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          float2 wa, wb;
-          if constexpr (WT == DType::F16) {
-            wa = __half22float2(*reinterpret_cast<const __half2*>(&ua[j]));
-            wb = __half22float2(*reinterpret_cast<const __half2*>(&ub[j]));
-          } else {
-            wa = make_float2(__uint_as_float(ua[j] << 16), __uint_as_float(ua[j] & 0xffff0000u));
-            wb = make_float2(__uint_as_float(ub[j] << 16), __uint_as_float(ub[j] & 0xffff0000u));
-          }
-          const int e = 8 * i + 2 * j;
-          sa = fmaf(wa.x, xc[e], sa);
-          sb = fmaf(wb.x, xc[e], sb);
-          sa = fmaf(wa.y, xc[e + 1], sa);
-          sb = fmaf(wb.y, xc[e + 1], sb);
-        }
-      }
-#pragma unroll
-      for (int r = 0; r < 2; ++r)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) cur[r][i] = nxt[r][i];
-    }
+    half_dot_groups<WT>(reinterpret_cast<const uint4*>(ra), reinterpret_cast<const uint4*>(rb), xs, k / 8, glane, sa,
+                        sb);
     sa = warp_sum(sa);
     sb = warp_sum(sb);
   } else {
@@ -183,6 +185,18 @@ __device__ __forceinline__ void prefetch_units(const MatvecArgs& a, int warp, in
       for (int64_t off = lane * 128; off < bytes; off += kWarp * 128) asm volatile("prefetch.global.L2 [%0];" ::"l"(p + off));
     }
   }
+}
+
+// A matrix is prefetched into L2 ahead of its stage only when it fits well
+// inside L2 (50 MB on an H100/H200); larger ones stream from memory at full
+// speed anyway, and prefetching them evicts rows before their use, which are
+// then read twice (Llama-3.2-1B's 525 MB logits head: 4% of a token).
+constexpr int64_t kPrefetchBytes = 16 << 20;
+
+template <MatvecOutput OUT>
+__device__ __forceinline__ void maybe_prefetch(const MatvecArgs& m, int warp, int n_warps) {
+  const int64_t bytes = static_cast<int64_t>(m.rows) * m.row_bytes * (m.w2 ? 2 : 1);
+  if (bytes <= kPrefetchBytes) prefetch_units<OUT>(m, warp, n_warps);
 }
 
 // A unit: its two output rows and where their weights are.
