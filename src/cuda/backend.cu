@@ -78,6 +78,7 @@ class CudaBackend final : public runtime::Backend {
   int32_t decode_greedy(int32_t token, int32_t pos, int32_t seq) override;
   void forward_greedy(std::span<const BatchEntry> batch, float* logits, int32_t* tokens) override;
   int64_t bytes_per_token(int64_t n_past) const override;
+  float* logits_buffer(size_t n) override;
 
  private:
   DevMatrix upload_matrix(const tensor::View& v);
@@ -120,6 +121,8 @@ class CudaBackend final : public runtime::Backend {
   float* d_attn_ = nullptr;
   unsigned long long* d_argmax_ = nullptr;
   unsigned long long* h_argmax_ = nullptr;  // pinned
+  float* h_logits_ = nullptr;               // pinned: logits_buffer()
+  size_t h_logits_size_ = 0;
   cudaGraphExec_t graph_ = nullptr;
   // Batches of up to kGraphRows rows (server decode steps), one graph per
   // (rows, outputs) shape, captured on first use.
@@ -291,6 +294,7 @@ CudaBackend::~CudaBackend() {
   if (cublas_) cublasDestroy(cublas_);
   if (h_step_) cudaFreeHost(h_step_);
   if (h_argmax_) cudaFreeHost(h_argmax_);
+  if (h_logits_) cudaFreeHost(h_logits_);
   if (h_batch_) cudaFreeHost(h_batch_);
   if (stream_) cudaStreamDestroy(stream_);
 }
@@ -458,6 +462,22 @@ int32_t CudaBackend::decode_greedy(int32_t token, int32_t pos, int32_t seq) {
   QUARREL_CUDA_CHECK(cudaMemcpyAsync(h_argmax_, d_argmax_, sizeof(unsigned long long), cudaMemcpyDeviceToHost, stream_));
   QUARREL_CUDA_CHECK(cudaStreamSynchronize(stream_));
   return static_cast<int32_t>(~static_cast<uint32_t>(*h_argmax_ & 0xffffffffu));
+}
+
+float* CudaBackend::logits_buffer(size_t n) {
+  // Page-locked up to 64 MiB (every decode step, and prompts of up to a few
+  // hundred rows of logits); a larger request gets pageable memory rather
+  // than pinning gigabytes.
+  constexpr size_t kMaxPinnedFloats = size_t{16} << 20;
+  if (n > kMaxPinnedFloats) return Backend::logits_buffer(n);
+  if (n > h_logits_size_) {
+    if (h_logits_) QUARREL_CUDA_CHECK(cudaFreeHost(h_logits_));
+    h_logits_ = nullptr;
+    h_logits_size_ = 0;
+    QUARREL_CUDA_CHECK(cudaMallocHost(&h_logits_, n * sizeof(float)));
+    h_logits_size_ = n;
+  }
+  return h_logits_;
 }
 
 void CudaBackend::forward(std::span<const BatchEntry> batch, float* logits) {

@@ -24,6 +24,11 @@ bool cuda_available() {
 #endif
 }
 
+float* Backend::logits_buffer(size_t n) {
+  if (logits_buffer_.size() < n) logits_buffer_.resize(n);
+  return logits_buffer_.data();
+}
+
 int32_t Backend::decode_greedy(int32_t token, int32_t pos, int32_t seq) {
   const BatchEntry e{token, pos, seq, true};
   greedy_logits_.resize(config().n_vocab);

@@ -32,7 +32,8 @@ class Session {
   const model::Config& config_;
   KvCache kv_;
   std::vector<BatchEntry> batch_;
-  std::vector<float> logits_;
+  float* logits_ = nullptr;  // backend.logits_buffer()
+  size_t logits_size_ = 0;
 };
 
 }  // namespace quarrel::runtime

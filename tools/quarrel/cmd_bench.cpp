@@ -103,19 +103,19 @@ std::vector<int32_t> bench_tokens(int n, int64_t n_vocab) {
   return t;
 }
 
-double run_prompt(runtime::Backend& b, const std::vector<int32_t>& tokens, std::vector<float>& logits) {
+double run_prompt(runtime::Backend& b, const std::vector<int32_t>& tokens, float* logits) {
   std::vector<runtime::BatchEntry> batch(tokens.size());
   for (size_t i = 0; i < tokens.size(); ++i) batch[i] = {tokens[i], static_cast<int32_t>(i), 0, i + 1 == tokens.size()};
   const auto t0 = std::chrono::steady_clock::now();
-  b.forward(batch, logits.data());
+  b.forward(batch, logits);
   return seconds_since(t0);
 }
 
-double run_gen(runtime::Backend& b, const std::vector<int32_t>& tokens, std::vector<float>& logits) {
+double run_gen(runtime::Backend& b, const std::vector<int32_t>& tokens, float* logits) {
   const auto t0 = std::chrono::steady_clock::now();
   for (size_t i = 0; i < tokens.size(); ++i) {
     const runtime::BatchEntry e{tokens[i], static_cast<int32_t>(i), 0, true};
-    b.forward({&e, 1}, logits.data());
+    b.forward({&e, 1}, logits);
   }
   return seconds_since(t0);
 }
@@ -127,7 +127,9 @@ TestResult run_test(runtime::Backend& b, const model::Config& c, int n_prompt, i
   r.name = n_prompt > 0 ? fmt::format("pp{}", n_prompt) : fmt::format("tg{}", n_gen);
   const int n = n_prompt > 0 ? n_prompt : n_gen;
   const auto tokens = bench_tokens(n, c.n_vocab);
-  std::vector<float> logits(c.n_vocab);
+  // Each step copies the last row's logits to the host, as llama-bench's
+  // llama_decode does, into the buffer the backend copies to fastest.
+  float* logits = b.logits_buffer(c.n_vocab);
   auto once = [&] { return n_prompt > 0 ? run_prompt(b, tokens, logits) : run_gen(b, tokens, logits); };
   once();  // warm-up: faults in the weights, settles caches and clocks
   const double wait0 = cpu::barrier_wait_seconds(b);
