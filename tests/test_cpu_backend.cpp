@@ -12,6 +12,8 @@
 #include "cpu/kernels/kernels.h"
 #include "model/model.h"
 #include "runtime/sampler.h"
+#include "common/error.h"
+#include "runtime/session.h"
 #include "test_support.h"
 
 namespace quarrel::cpu {
@@ -135,6 +137,27 @@ TEST(CpuBackend, ForwardGreedyPicksEachOutputRowsArgmax) {
   b->forward_greedy(batch, logits.data(), tokens);
   EXPECT_EQ(tokens[0], runtime::argmax(logits.data(), V));
   EXPECT_EQ(tokens[1], runtime::argmax(logits.data() + V, V));
+}
+
+// Session::eval_greedy (quarrel run's greedy path) picks the argmax that
+// eval's logits give, and keeps the sequence's positions as eval does.
+TEST(CpuBackend, SessionEvalGreedyMatchesArgmaxOfEval) {
+  auto m = load(models().front());
+  const int32_t V = static_cast<int32_t>(m->config.n_vocab);
+  auto a = make_backend(*m, options(2)), b = make_backend(*m, options(2));
+  runtime::Session by_logits(*a, m->config), greedy(*b, m->config);
+  const auto prompt = tokens(5, V, 3);
+  int32_t want = runtime::argmax(by_logits.eval(prompt), V);
+  int32_t got = runtime::argmax(greedy.eval(prompt), V);
+  for (int i = 0; i < 8; ++i) {
+    ASSERT_EQ(got, want) << "step " << i;
+    const int32_t one[1] = {want};
+    want = runtime::argmax(by_logits.eval(one), V);
+    got = greedy.eval_greedy(got);
+  }
+  EXPECT_EQ(greedy.n_past(), by_logits.n_past());
+  EXPECT_THROW(greedy.eval_greedy(V), quarrel::Error);
+  EXPECT_EQ(greedy.n_past(), by_logits.n_past()) << "a rejected token must not enter the sequence";
 }
 
 // Two sequences in one batch, their tokens interleaved, against each run

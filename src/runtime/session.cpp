@@ -40,6 +40,19 @@ const float* Session::eval(std::span<const int32_t> tokens, bool all_logits) {
   return logits_;
 }
 
+int32_t Session::eval_greedy(int32_t token) {
+  if (token < 0 || token >= config_.n_vocab) fail("token id {} is out of range [0, {})", token, config_.n_vocab);
+  const int32_t pos = n_past();
+  const int32_t one[1] = {token};
+  kv_.apply({.kind = KvCache::Op::Kind::Append, .seq = 0, .tokens = one});
+  try {
+    return backend_.decode_greedy(token, pos, 0);
+  } catch (...) {
+    kv_.apply({.kind = KvCache::Op::Kind::Truncate, .seq = 0, .n_keep = pos});
+    throw;
+  }
+}
+
 void Session::truncate(int32_t n) { kv_.apply({.kind = KvCache::Op::Kind::Truncate, .seq = 0, .n_keep = n}); }
 
 }  // namespace quarrel::runtime

@@ -17,6 +17,10 @@ class Session {
   // of at most n_batch. Returns the logits of the last token (n_vocab floats),
   // or, with all_logits, of every token given ([tokens.size()][n_vocab]).
   const float* eval(std::span<const int32_t> tokens, bool all_logits = false);
+  // Appends one token, runs it and returns the argmax of its logits (ties to
+  // the lower id), which a GPU backend picks on the device without copying
+  // the logits back. The logits of eval() are not updated.
+  int32_t eval_greedy(int32_t token);
   // Keeps the first n tokens of the sequence (for reuse of a shared prefix).
   void truncate(int32_t n);
   void clear() { truncate(0); }

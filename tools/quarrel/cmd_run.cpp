@@ -43,8 +43,12 @@ void run_generate(const RunOptions& o) {
   auto t_gen = std::chrono::steady_clock::now();
   int n_gen = 0;
   std::string stop_reason = "length";
+  // Plain greedy decoding takes each token's argmax from the backend (on a
+  // GPU, picked on the device: no logits cross to the host).
+  const bool greedy = sampler.plain_greedy();
+  int32_t picked = -1;  // the argmax of the last step, when greedy
   while (n_gen < o.n_predict) {
-    int32_t next = sampler.sample(logits);
+    int32_t next = picked >= 0 ? picked : sampler.sample(logits);
     sampler.accept(next);
     ++n_gen;
     if (!o.ignore_eos && tok.is_eog(next)) {
@@ -59,8 +63,12 @@ void run_generate(const RunOptions& o) {
       break;
     }
     if (n_gen == o.n_predict) break;
-    const int32_t one[1] = {next};
-    logits = s.eval(one);
+    if (greedy) {
+      picked = s.eval_greedy(next);
+    } else {
+      const int32_t one[1] = {next};
+      logits = s.eval(one);
+    }
   }
   std::string tail = detok.flush();
   std::fwrite(tail.data(), 1, tail.size(), stdout);
