@@ -11,10 +11,14 @@
 
 namespace quarrel::cuda {
 
-// Four consecutive cache elements as floats (16-byte or 8-byte aligned).
-__device__ __forceinline__ float4 load4_kv(const float* p) { return __ldcg(reinterpret_cast<const float4*>(p)); }
-__device__ __forceinline__ float4 load4_kv(const __half* p) {
-  const uint2 u = __ldcg(reinterpret_cast<const uint2*>(p));
+// Four consecutive cache elements (16-byte or 8-byte aligned), as loaded
+// (load4_raw) and as floats (to_float4). Staging loops load a batch of raw
+// pieces before converting any: a conversion next to its load would make
+// each load wait for the one before.
+__device__ __forceinline__ float4 load4_raw(const float* p) { return __ldcg(reinterpret_cast<const float4*>(p)); }
+__device__ __forceinline__ uint2 load4_raw(const __half* p) { return __ldcg(reinterpret_cast<const uint2*>(p)); }
+__device__ __forceinline__ float4 to_float4(float4 x) { return x; }
+__device__ __forceinline__ float4 to_float4(uint2 u) {
   const float2 a = __half22float2(*reinterpret_cast<const __half2*>(&u.x));
   const float2 b = __half22float2(*reinterpret_cast<const __half2*>(&u.y));
   return make_float4(a.x, a.y, b.x, b.y);
@@ -58,7 +62,7 @@ template <int kBatch, typename Load, typename Store>
 __device__ __forceinline__ void stage_pieces(int np, int cols, Load&& load, Store&& store) {
   GridWalk at(threadIdx.x, blockDim.x, cols);
   while (at.row < np) {
-    float4 r[kBatch];
+    decltype(load(0, 0)) r[kBatch];
     GridWalk ld = at;
 #pragma unroll
     for (int u = 0; u < kBatch; ++u) {
@@ -87,8 +91,8 @@ template <typename KV>
 __device__ __forceinline__ void stage_rows(const KV* src, int64_t stride, int p0, int np, int width, float* dst,
                                            int pitch) {
   stage_pieces<8>(
-      np, width / 4, [&](int p, int c) { return load4_kv(src + (p0 + p) * stride + 4 * c); },
-      [&](int p, int c, float4 x) { store4(dst + p * pitch + 4 * c, x); });
+      np, width / 4, [&](int p, int c) { return load4_raw(src + (p0 + p) * stride + 4 * c); },
+      [&](int p, int c, auto x) { store4(dst + p * pitch + 4 * c, to_float4(x)); });
 }
 
 // The CPU attention's arithmetic (cpu/kernels/scalar_float.cpp attend_ref,
@@ -217,9 +221,11 @@ __device__ void attend_slice(const float* q, const KV* k, const KV* v, int64_t s
   stage_pieces<12>(
       n_pos, kc + nd / 4,
       [&](int p, int c) {
-        return c < kc ? load4_kv(k + p * stride + 4 * c) : load4_kv(v + p * stride + d0 + 4 * (c - kc));
+        return c < kc ? load4_raw(k + p * stride + 4 * c) : load4_raw(v + p * stride + d0 + 4 * (c - kc));
       },
-      [&](int p, int c, float4 x) { store4(c < kc ? krows + p * kpitch + 4 * c : vrows + p * nd + 4 * (c - kc), x); });
+      [&](int p, int c, auto x) {
+        store4(c < kc ? krows + p * kpitch + 4 * c : vrows + p * nd + 4 * (c - kc), to_float4(x));
+      });
   __syncthreads();
   float local_max = -INFINITY;
   for (int p = threadIdx.x; p < n_pos; p += blockDim.x) {
