@@ -15,7 +15,9 @@ class Session {
 
   // Appends tokens to the sequence and runs them through the model in batches
   // of at most n_batch. Returns the logits of the last token (n_vocab floats),
-  // or, with all_logits, of every token given ([tokens.size()][n_vocab]).
+  // or, with all_logits, of every token given ([tokens.size()][n_vocab]). They
+  // live in the backend's logits_buffer(): valid until the next evaluation
+  // through this backend.
   const float* eval(std::span<const int32_t> tokens, bool all_logits = false);
   // Appends one token, runs it and returns the argmax of its logits (ties to
   // the lower id), which a GPU backend picks on the device without copying
@@ -36,8 +38,7 @@ class Session {
   const model::Config& config_;
   KvCache kv_;
   std::vector<BatchEntry> batch_;
-  float* logits_ = nullptr;  // backend.logits_buffer()
-  size_t logits_size_ = 0;
+  size_t logits_size_ = 0;  // floats asked of backend.logits_buffer()
 };
 
 }  // namespace quarrel::runtime
