@@ -242,16 +242,21 @@ TEST(Cuda, TiledPrefillAttentionMatchesPerQueryKernel) {
 #endif
 }
 
-// The prompt, then each follow token one at a time, through the CPU backend
-// and the CUDA one: the relative L2 error of the GPU's logits at each
-// evaluation (the prompt's first). bo.kv_f16 reaches only the GPU (the CPU
-// cache is always F32).
-std::vector<double> errors_against_cpu(const model::Model& m, const runtime::BackendOptions& bo,
+// The model at `path`, the prompt and then each follow token one at a time,
+// through the CPU backend and the CUDA one (two threads, n_ctx positions):
+// the relative L2 error of the GPU's logits at each evaluation (the
+// prompt's first). kv_f16 reaches only the GPU (the CPU cache is always F32).
+std::vector<double> errors_against_cpu(const std::string& path, int n_ctx, bool kv_f16,
                                        std::span<const int32_t> prompt, std::span<const int32_t> follow) {
-  auto cpu = cpu_backend(m, bo);
-  auto gpu = runtime::make_backend(runtime::BackendKind::Cuda, m, bo);
-  runtime::Session sc(*cpu, m.config), sg(*gpu, m.config);
-  const int64_t V = m.config.n_vocab;
+  const auto m = model::Model::load(path);
+  runtime::BackendOptions bo;
+  bo.n_threads = 2;
+  bo.n_ctx = n_ctx;
+  bo.kv_f16 = kv_f16;
+  auto cpu = cpu_backend(*m, bo);
+  auto gpu = runtime::make_backend(runtime::BackendKind::Cuda, *m, bo);
+  runtime::Session sc(*cpu, m->config), sg(*gpu, m->config);
+  const int64_t V = m->config.n_vocab;
   std::vector<double> errors;
   for (size_t i = 0; i <= follow.size(); ++i) {
     const auto in = i == 0 ? prompt : follow.subspan(i - 1, 1);
@@ -268,11 +273,7 @@ TEST(Cuda, LogitsMatchCpuBackend) {
   const std::vector<int32_t> follow = {29, 13, 1576, 338, 1900, 4029};
   for (const auto& mc : model_cases()) {
     SCOPED_TRACE(mc.path);
-    auto m = model::Model::load(mc.path);
-    runtime::BackendOptions bo;
-    bo.n_threads = 2;
-    bo.n_ctx = 128;
-    const auto errors = errors_against_cpu(*m, bo, prompt, follow);
+    const auto errors = errors_against_cpu(mc.path, 128, /*kv_f16=*/false, prompt, follow);
     std::printf("%s prefill: relative L2 %.3g\n", mc.path.c_str(), errors[0]);
     for (size_t i = 0; i < errors.size(); ++i)
       EXPECT_LE(errors[i], mc.tol) << (i == 0 ? "prefill logits" : "decode logits after token " + std::to_string(follow[i - 1]));
@@ -360,12 +361,7 @@ TEST(Cuda, HalfKvCacheStaysNearCpu) {
   const std::vector<int32_t> follow = {1243, 278, 29, 13, 1576, 338};
   for (const auto& mc : model_cases()) {
     SCOPED_TRACE(mc.path);
-    auto m = model::Model::load(mc.path);
-    runtime::BackendOptions bo;
-    bo.n_threads = 2;
-    bo.n_ctx = 64;
-    bo.kv_f16 = true;
-    const auto errors = errors_against_cpu(*m, bo, prompt, follow);
+    const auto errors = errors_against_cpu(mc.path, 64, /*kv_f16=*/true, prompt, follow);
     for (size_t i = 0; i < errors.size(); ++i)
       EXPECT_LE(errors[i], 5e-2) << (i == 0 ? "prefill" : "decode step " + std::to_string(i));
     std::printf("%s with an F16 KV cache: relative L2 at most %.3g\n", mc.path.c_str(),

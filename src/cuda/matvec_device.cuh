@@ -66,8 +66,6 @@ constexpr int unit_lanes() {
   return is_quantized(WT) ? 2 * kQGroup : kWarp;
 }
 
-constexpr bool is_half_float(DType t) { return t == DType::F16 || t == DType::BF16; }
-
 // Rows of 16-bit floats (F16, BF16) times the input, in groups of 8 elements
 // (16 bytes): lane `lane` takes groups lane, lane + 32, ... in order, one FMA
 // chain per row, adding to sa and sb. A warp's loads of one round cover 512
@@ -122,7 +120,7 @@ __device__ __forceinline__ void dot2(const uint8_t* ra, const uint8_t* rb, const
     const float v = qdot<WT>(glane < kQGroup ? ra : rb, input_qacts(xs, k), k, glane % kQGroup, mask);
     sa = v;
     sb = __shfl_down_sync(mask, v, kQGroup, 2 * kQGroup);
-  } else if constexpr (is_half_float(WT)) {
+  } else if constexpr (WT == DType::F16 || WT == DType::BF16) {
     sa = 0;
     sb = 0;
     half_dot_groups<WT>(reinterpret_cast<const uint4*>(ra), reinterpret_cast<const uint4*>(rb), xs, k / 8, glane, sa,

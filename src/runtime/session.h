@@ -34,6 +34,11 @@ class Session {
   Backend& backend() { return backend_; }
 
  private:
+  // Checks the tokens, appends them to the sequence and returns run(first
+  // position); if run throws, the sequence is cut back to what it was.
+  template <typename Run>
+  auto append_and_run(std::span<const int32_t> tokens, Run&& run);
+
   Backend& backend_;
   const model::Config& config_;
   KvCache kv_;
