@@ -255,6 +255,34 @@ void expect_close(const std::vector<float>& want, const std::vector<float>& got,
     ASSERT_NEAR(got[i], want[i], rel * (std::fabs(want[i]) + floor)) << what << " i=" << i;
 }
 
+// RMSNorm walks its row backwards when the output sits a little above an
+// input modulo 4 KiB: place the output above, below and on the input (in
+// place) within one allocation, with a tail that is not a multiple of 16.
+TEST(CpuKernels, RmsNormMatchesScalarWhereverTheOutputLies) {
+  const Kernels& ref = kernels_scalar();
+  for (const Kernels* k : isa_tables()) {
+    for (int64_t n : {13, 4096 + 5}) {
+      const uint64_t seed = seed_for();
+      std::mt19937_64 rng(seed);
+      const auto x0 = random_floats(rng, n), w = random_floats(rng, n);
+      std::vector<float> want(n);
+      ref.rms_norm(x0.data(), w.data(), 1e-5f, n, want.data());
+      // The output starts whole 4 KiB pages past the input's end, then 8
+      // floats above (backwards), 8 below (forwards), or on the input.
+      const int64_t pages = n / 1024 + 2;
+      for (int64_t shift : {int64_t{8}, int64_t{-8}, int64_t{0}}) {
+        SCOPED_TRACE(::testing::Message() << k->isa << " n=" << n << " shift=" << shift << " seed=" << seed);
+        std::vector<float> buf(1024 * (pages + 1) + n + 16, -7.0f);
+        float* x = buf.data() + 16;
+        float* out = shift == 0 ? x : x + 1024 * pages + shift;
+        std::copy(x0.begin(), x0.end(), x);
+        k->rms_norm(x, w.data(), 1e-5f, n, out);
+        expect_close(want, std::vector<float>(out, out + n), 1e-6, 1.0, "rms_norm");
+      }
+    }
+  }
+}
+
 TEST(CpuKernels, FloatOpsMatchScalar) {
   const Kernels& ref = kernels_scalar();
   for (const Kernels* k : isa_tables()) {

@@ -377,16 +377,32 @@ void matmul_panels(const uint8_t* w, int64_t gs, int64_t r0, int64_t r1, int64_t
 
 // ------------------------------------------------------------- row ops
 
-// Float squares widened to double lanes, 8 at a time from a ymm, so no
-// extract is needed (the AVX2 version's bottleneck is its shuffle port).
+// Float squares widened to double lanes. Each 16-float load feeds two
+// conversions (its low half directly, its high half after an extract), so the
+// loads and multiplies are halved; lane t of each 32-float step still goes to
+// acc[t], the same order as eight floats at a time.
 double sum_squares(const float* x, int64_t n, int64_t* done) {
   __m512d acc[4] = {_mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd()};
+  // GCC 12's _mm512_castps512_ps256 goes through an extract of an undefined
+  // register (a -Wmaybe-uninitialized warning); a copy of the low half is free.
+  const auto widen_lo = [](__m512 v) {
+    __m256 lo;
+    std::memcpy(&lo, &v, sizeof lo);
+    return _mm512_maskz_cvtps_pd(0xff, lo);
+  };
+  const auto widen_hi = [](__m512 v) {
+    return _mm512_maskz_cvtps_pd(0xff, _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xf, _mm512_castps_pd(v), 1)));
+  };
   int64_t i = 0;
-  for (; i + 32 <= n; i += 32)
-    for (int t = 0; t < 4; ++t) {
-      const __m256 v = _mm256_loadu_ps(x + i + 8 * t);
-      acc[t] = _mm512_add_pd(acc[t], _mm512_maskz_cvtps_pd(0xff, _mm256_mul_ps(v, v)));
-    }
+  for (; i + 32 <= n; i += 32) {
+    __m512 a = _mm512_loadu_ps(x + i), b = _mm512_loadu_ps(x + i + 16);
+    a = _mm512_mul_ps(a, a);
+    b = _mm512_mul_ps(b, b);
+    acc[0] = _mm512_add_pd(acc[0], widen_lo(a));
+    acc[1] = _mm512_add_pd(acc[1], widen_hi(a));
+    acc[2] = _mm512_add_pd(acc[2], widen_lo(b));
+    acc[3] = _mm512_add_pd(acc[3], widen_hi(b));
+  }
   for (; i + 8 <= n; i += 8) {
     const __m256 v = _mm256_loadu_ps(x + i);
     acc[0] = _mm512_add_pd(acc[0], _mm512_maskz_cvtps_pd(0xff, _mm256_mul_ps(v, v)));
@@ -400,15 +416,30 @@ double sum_squares(const float* x, int64_t n, int64_t* done) {
   return t;
 }
 
+// True when a store to `out` a little above `in` (modulo 4 KiB) would be
+// followed by loads whose low twelve address bits match it: the core then
+// takes the loads as depending on the store (4K aliasing) and waits for it.
+// Walking such rows backwards keeps the stores behind the loads.
+bool store_runs_ahead(const float* in, const float* out) {
+  const auto d = (reinterpret_cast<uintptr_t>(out) - reinterpret_cast<uintptr_t>(in)) & 4095;
+  return d != 0 && d < 2048;
+}
+
 void rms_norm(const float* x, const float* w, float eps, int64_t n, float* out) {
   int64_t i = 0;
   double sum = sum_squares(x, n, &i);
   for (; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
   const float scale = 1.0f / std::sqrt(static_cast<float>(sum / n) + eps);
   const __m512 vs = _mm512_set1_ps(scale);
-  for (i = 0; i + 16 <= n; i += 16)
-    _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(x + i), vs), _mm512_loadu_ps(w + i)));
-  for (; i < n; ++i) out[i] = (x[i] * scale) * w[i];
+  const auto at = [&](int64_t j) {
+    _mm512_storeu_ps(out + j, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(x + j), vs), _mm512_loadu_ps(w + j)));
+  };
+  const int64_t body = n & ~int64_t{15};
+  for (i = body; i < n; ++i) out[i] = (x[i] * scale) * w[i];
+  if (store_runs_ahead(x, out) || store_runs_ahead(w, out))
+    for (i = body - 16; i >= 0; i -= 16) at(i);
+  else
+    for (i = 0; i < body; i += 16) at(i);
 }
 
 double fma_peak_probe(int64_t n) {
