@@ -115,8 +115,9 @@ class CudaBackend final : public runtime::Backend {
   bool kv_f32_ = true;
 
   // Decode buffers.
-  int32_t* d_step_ = nullptr;  // {token, pos, seq}
+  int32_t* d_step_ = nullptr;  // {token, pos, seq, epoch}
   int32_t* h_step_ = nullptr;  // pinned
+  uint32_t epoch_ = 1;         // the next decode step's first hand-off epoch (run_decode)
   float *d_x_ = nullptr, *d_q_ = nullptr, *d_h_ = nullptr, *d_logits_ = nullptr;
   float* d_attn_ = nullptr;
   unsigned long long* d_argmax_ = nullptr;
@@ -266,9 +267,12 @@ void CudaBackend::print_stage_times() const {
   };
   if (a.n_layer < 3 || count(1) == 0) return;
   const int n = count(1);
-  static const char* one_stage[] = {"qkv", "wait", "attention", "wait", "o", "wait", "ffn", "wait", "down", "wait"};
-  static const char* two_stage[] = {"qkv", "wait", "scores", "wait", "softmax+V", "wait",
-                                    "o",   "wait", "ffn",    "wait", "down",      "wait"};
+  // A stage's time includes waiting for its input; "next" is the start of
+  // the next stage's weight copies (and a grid barrier's wait, for the
+  // two-stage attention's scores).
+  static const char* one_stage[] = {"qkv", "next", "attention", "next", "o", "next", "ffn", "next", "down", "next"};
+  static const char* two_stage[] = {"qkv", "next", "scores", "wait", "softmax+V", "next",
+                                    "o",   "next", "ffn",    "next", "down",      "next"};
   std::vector<double> sum(n, 0.0);
   for (int il = 1; il + 1 < a.n_layer; ++il) {
     unsigned long long prev = t[(il - 1) * kStageClocks + count(il - 1) - 1];
@@ -381,6 +385,8 @@ void CudaBackend::setup_fused() {
   a.layers = d_layers;
   a.scores = arena_.alloc<float>(static_cast<size_t>(c_.n_head) * opts_.n_ctx);
   a.barrier = arena_.alloc<unsigned int>(1);
+  a.ll = arena_.alloc<uint64_t>(fused_ll_words(a));
+  QUARREL_CUDA_CHECK(cudaMemset(a.ll, 0, fused_ll_words(a) * sizeof(uint64_t)));  // epoch 0: never waited for
   if (env_flag("QUARREL_CUDA_STAGE_TIMES")) {
     const size_t n = static_cast<size_t>(a.n_layer) * kStageClocks + 1;
     a.stage_clock = arena_.alloc<unsigned long long>(n);
@@ -451,7 +457,14 @@ void CudaBackend::run_decode(int32_t token, int32_t pos, int32_t seq) {
   h_step_[0] = token;
   h_step_[1] = pos;
   h_step_[2] = seq;
-  QUARREL_CUDA_CHECK(cudaMemcpyAsync(d_step_, h_step_, 3 * sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
+  // The persistent kernel's first epoch (FusedStep::ll): each launch takes
+  // the next range, so no hand-off word of an earlier launch matches. The
+  // ranges start again at 1 before they would wrap (after some 10^7 tokens).
+  const uint32_t span = kEpochsPerLayer * static_cast<uint32_t>(c_.n_layer) + 1;
+  if (epoch_ > UINT32_MAX - span) epoch_ = 1;
+  h_step_[3] = static_cast<int32_t>(epoch_);
+  epoch_ += span;
+  QUARREL_CUDA_CHECK(cudaMemcpyAsync(d_step_, h_step_, 4 * sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
   QUARREL_CUDA_CHECK(cudaGraphLaunch(graph_, stream_));
 }
 

@@ -158,6 +158,71 @@ __device__ __forceinline__ void for_each_batched(const float* x, const float* y,
   }
 }
 
+// The persistent kernel's hand-off between stages (decode_fused.cu): a value
+// travels with the epoch of the stage that wrote it, as one 64-bit word
+// (value bits low, epoch high), stored and loaded whole at GPU scope. A
+// reader that sees the epoch it waits for has the value, with no grid
+// barrier and no second round trip for the data.
+__device__ __forceinline__ void ll_store(uint64_t* p, float v, unsigned epoch) {
+  const uint64_t word = (static_cast<uint64_t>(epoch) << 32) | __float_as_uint(v);
+  asm volatile("st.relaxed.gpu.global.b64 [%0], %1;" ::"l"(p), "l"(word) : "memory");
+}
+__device__ __forceinline__ uint64_t ll_load(const uint64_t* p) {
+  uint64_t word;
+  asm volatile("ld.relaxed.gpu.global.b64 %0, [%1];" : "=l"(word) : "l"(p) : "memory");
+  return word;
+}
+// Waits until `word` (loaded from p) carries `epoch`; returns its value.
+__device__ __forceinline__ float ll_value(uint64_t word, const uint64_t* p, unsigned epoch) {
+  while (static_cast<unsigned>(word >> 32) != epoch) word = ll_load(p);
+  return __uint_as_float(static_cast<uint32_t>(word));
+}
+__device__ __forceinline__ float ll_wait(const uint64_t* p, unsigned epoch) { return ll_value(ll_load(p), p, epoch); }
+
+// Whether word carries epoch.
+__device__ __forceinline__ bool ll_ready(uint64_t word, unsigned epoch) {
+  return static_cast<unsigned>(word >> 32) == epoch;
+}
+
+// for_each_batched over a hand-off vector: the batch's words are loaded
+// together, and those not yet written are loaded again together, so that
+// the batch costs one round trip after its last writer, not one per word.
+template <bool kPair, typename F>
+__device__ __forceinline__ void for_each_batched_ll(const uint64_t* x, unsigned epoch, const float* y, int k, F&& f) {
+  constexpr int kBatch = 8;
+  for (int base = threadIdx.x; base < k; base += kBatch * blockDim.x) {
+    uint64_t v[kBatch];
+    float w[kBatch];
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      const int i = base + u * blockDim.x;
+      if constexpr (!kPair) w[u] = 0.0f;
+      if (i < k) {
+        v[u] = ll_load(x + i);
+        if constexpr (kPair) w[u] = y[i];
+      }
+    }
+    bool ready;
+    do {
+      ready = true;
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        const int i = base + u * blockDim.x;
+        if (i < k && !ll_ready(v[u], epoch)) {
+          ready = false;
+          v[u] = ll_load(x + i);
+        }
+      }
+    } while (!ready);
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      const int i = base + u * blockDim.x;
+      if (i >= k) break;
+      f(i, __uint_as_float(static_cast<uint32_t>(v[u])), w[u]);
+    }
+  }
+}
+
 // Activations live in shared memory as 33 floats per 32 elements: a lane that
 // walks its own 32-element chunk then hits a different bank from its neighbours.
 __device__ __forceinline__ int padded(int i) { return i + (i >> 5); }

@@ -104,23 +104,89 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
     prefetch_span(static_cast<const uint8_t*>(L.v_cache) + first, pos * kvd * elem);
   };
   const WeightSlots slots{reinterpret_cast<uint8_t*>(smem4) + a.slot_offset, a.slot_bytes};
+  // Float weights hand the stages' outputs on as words with epochs
+  // (common.cuh, ll_store): a block waits for exactly the values it reads,
+  // with no grid barrier and no second round trip for the data. Quantized
+  // weights keep the grid barriers: measured on an H200, the hand-off took
+  // SmolLM2 F16 from 1,837 to 1,898 t/s but Q4_0 from 1,595 to 1,533
+  // (docs/PERF.md). Stage s of layer il (0 QKV, 1 attention, 2 output
+  // projection, 3 gate/up, 4 down) writes epoch base + kEpochsPerLayer * il
+  // + s + 1; base is the residual the embedding left in a.x, copied into
+  // the words here.
+  constexpr bool kLL = !is_quantized(WT);
+  const int qd = a.n_head * a.head_dim;
+  uint64_t* x_ll = a.ll;
+  uint64_t* qkv_ll = x_ll + a.n_embd;
+  uint64_t* attn_ll = qkv_ll + qd + 2 * kvd;
+  uint64_t* h_ll = attn_ll + qd;
+  const unsigned base = static_cast<unsigned>(a.step[3]);
+  if constexpr (kLL)
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < a.n_embd; i += gridDim.x * blockDim.x)
+      ll_store(x_ll + i, __ldcg(a.x + i), base);
+  auto handoff = [&](LayerArgs& m, int il) {
+    if constexpr (!kLL) return;
+    const unsigned e = base + kEpochsPerLayer * il;
+    m.qkv.x_ll = x_ll;
+    m.qkv.x_epoch = e;
+    m.qkv.out_ll = qkv_ll;
+    m.qkv.out_epoch = e + 1;
+    m.o.x_ll = attn_ll;
+    m.o.x_epoch = e + 2;
+    m.o.res_ll = x_ll;
+    m.o.res_epoch = e;
+    m.o.out_ll = x_ll;
+    m.o.out_epoch = e + 3;
+    m.ffn.x_ll = x_ll;
+    m.ffn.x_epoch = e + 3;
+    m.ffn.out_ll = h_ll;
+    m.ffn.out_epoch = e + 4;
+    m.down.x_ll = h_ll;
+    m.down.x_epoch = e + 4;
+    m.down.res_ll = x_ll;
+    m.down.res_epoch = e + 3;
+    // The last layer leaves the residual in a.x for the logits head.
+    m.down.out_ll = il + 1 < a.n_layer ? x_ll : nullptr;
+    m.down.out_epoch = e + 5;
+  };
+  // A block without units of a stage skips it: with hand-off words it must
+  // not wait for an input that may already hold a later stage's values.
+  // Before a stage's input overwrites the shared memory, every warp of the
+  // block must be done with the stage before (grid_arrive's __syncthreads
+  // without hand-off words).
+  auto runs = [&](bool has_units) {
+    if (!kLL) return true;
+    if (has_units) __syncthreads();
+    return has_units;
+  };
+  // Between two stages: the grid barrier, if any, with the next stage's
+  // first weight copies and prefetches (`between`) issued between its
+  // arrival and its wait.
+  auto handover = [&](int il, auto&& between) {
+    stamp(il);
+    if constexpr (!kLL) grid_arrive(a.barrier, target);
+    between();
+    if constexpr (!kLL) grid_wait(a.barrier, target);
+    stamp(il);
+  };
   LayerArgs m = layer_args(a, a.layers[0]);
+  handoff(m, 0);
   stage_first_units<WT, O::Qkv>(m.qkv, slots, warp, n_warps);
   maybe_prefetch<O::Qkv>(m.qkv, warp, n_warps);
   prefetch_kv(a.layers[0]);
   stamp(-1);
   for (int il = 0; il < a.n_layer; ++il) {
     const FusedLayer& L = a.layers[il];
+    const unsigned e = base + kEpochsPerLayer * il;
     clock_at = 0;
     // QKV, RoPE and the KV-cache write.
-    load_input<I::Norm, VT>(m.qkv, smem, red);
-    matvec_rows<WT, O::Qkv>(m.qkv, smem, warp, n_warps, unused, slots);
-    stamp(il);
-    grid_arrive(a.barrier, target);
-    stage_first_units<WT, O::Residual>(m.o, slots, warp, n_warps);
-    maybe_prefetch<O::Residual>(m.o, warp, n_warps);
-    grid_wait(a.barrier, target);
-    stamp(il);
+    if (runs(block_has_units<WT, O::Qkv>(m.qkv))) {
+      load_input<I::Norm, VT, kLL>(m.qkv, smem, red);
+      matvec_rows<WT, O::Qkv, kLL>(m.qkv, smem, warp, n_warps, unused, slots);
+    }
+    handover(il, [&] {
+      stage_first_units<WT, O::Residual>(m.o, slots, warp, n_warps);
+      maybe_prefetch<O::Residual>(m.o, warp, n_warps);
+    });
 
     const int n_pos = pos + 1, group = a.n_head / a.n_head_kv;
     const int64_t kv_first = static_cast<int64_t>(seq) * a.n_ctx * kvd;
@@ -130,26 +196,29 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
       // A short context: attention in one stage, a query head's slice of
       // output dimensions per block.
       const int nd = a.slice_dims, per_head = a.head_dim / nd;
+      if (kLL) __syncthreads();  // every warp is done with the QKV stage's input
       for (int item = blockIdx.x; item < a.n_head * per_head; item += gridDim.x) {
         const int h = item / per_head, g = h / group;
-        attend_slice(a.q + h * a.head_dim, kc + g * a.head_dim, vc + g * a.head_dim, kvd, n_pos, a.head_dim,
-                     a.scale, (item % per_head) * nd, nd, a.attn + h * a.head_dim, smem, red);
+        attend_slice<kLL>(a.q + h * a.head_dim, qkv_ll + h * a.head_dim, qkv_ll + qd + g * a.head_dim,
+                          qkv_ll + qd + kvd + g * a.head_dim, e + 1, kc + g * a.head_dim, vc + g * a.head_dim, kvd,
+                          n_pos, a.head_dim, a.scale, (item % per_head) * nd, nd, a.attn + h * a.head_dim,
+                          attn_ll + h * a.head_dim, e + 2, smem, red);
       }
       maybe_prefetch<O::Swiglu>(m.ffn, warp, n_warps);
-      stamp(il);
-      grid_barrier(a.barrier, target);
-      stamp(il);
+      handover(il, [] {});
     } else {
-      // Attention, spread over the grid: first the scores, 32 positions of the
-      // query heads of one KV head per block ...
+      // Attention, spread over the grid, behind grid barriers (the new
+      // position's K and V rows are read from the cache): first the scores,
+      // 32 positions of the query heads of one KV head per block ...
+      if constexpr (kLL) grid_barrier(a.barrier, target);
       {
         const int n_items = a.n_head_kv * ((n_pos + 31) / 32);
         if (static_cast<int>(blockIdx.x) < n_items) {
-          for (int i = threadIdx.x; i < a.n_head * a.head_dim; i += blockDim.x) smem[i] = __ldcg(a.q + i);
+          for (int i = threadIdx.x; i < qd; i += blockDim.x) smem[i] = kLL ? ll_wait(qkv_ll + i, e + 1) : __ldcg(a.q + i);
           __syncthreads();
           for (int item = blockIdx.x; item < n_items; item += gridDim.x)
             score_chunk(smem, kc, kvd, item % a.n_head_kv, group, item / a.n_head_kv, n_pos, a.head_dim, a.scale,
-                        a.scores, smem + ((a.n_head * a.head_dim + 3) & ~3));
+                        a.scores, smem + ((qd + 3) & ~3));
         }
       }
       maybe_prefetch<O::Swiglu>(m.ffn, warp, n_warps);
@@ -165,47 +234,43 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
         float* chunk = smem + ((group * a.n_ctx + group + 3) & ~3);
         for (int item = blockIdx.x; item < a.n_head_kv * per_head; item += gridDim.x)
           softmax_values(a.scores, vc, kvd, item / per_head, group, (item % per_head) * nd, nd, n_pos, a.head_dim,
-                         a.attn, probs, inv_sum, chunk);
+                         a.attn, kLL ? attn_ll : nullptr, e + 2, probs, inv_sum, chunk);
       }
-      stamp(il);
-      grid_barrier(a.barrier, target);
-      stamp(il);
+      handover(il, [] {});
     }
 
     // Output projection into the residual.
-    load_input<I::Plain, VT>(m.o, smem, red);
-    matvec_rows<WT, O::Residual>(m.o, smem, warp, n_warps, unused, slots);
-    stamp(il);
-    grid_arrive(a.barrier, target);
-    stage_first_units<WT, O::Swiglu>(m.ffn, slots, warp, n_warps);
-    maybe_prefetch<O::Residual>(m.down, warp, n_warps);
-    grid_wait(a.barrier, target);
-    stamp(il);
+    if (runs(block_has_units<WT, O::Residual>(m.o))) {
+      load_input<I::Plain, VT, kLL>(m.o, smem, red);
+      matvec_rows<WT, O::Residual, kLL>(m.o, smem, warp, n_warps, unused, slots);
+    }
+    handover(il, [&] {
+      stage_first_units<WT, O::Swiglu>(m.ffn, slots, warp, n_warps);
+      maybe_prefetch<O::Residual>(m.down, warp, n_warps);
+    });
 
     // RMSNorm, gate and up, SwiGLU.
-    load_input<I::Norm, VT>(m.ffn, smem, red);
-    matvec_rows<WT, O::Swiglu>(m.ffn, smem, warp, n_warps, unused, slots);
-    stamp(il);
-    grid_arrive(a.barrier, target);
-    stage_first_units<WT, O::Residual>(m.down, slots, warp, n_warps);
-    const LayerArgs next = il + 1 < a.n_layer ? layer_args(a, a.layers[il + 1]) : m;
-    if (il + 1 < a.n_layer) {
-      maybe_prefetch<O::Qkv>(next.qkv, warp, n_warps);
-      prefetch_kv(a.layers[il + 1]);
+    if (runs(block_has_units<WT, O::Swiglu>(m.ffn))) {
+      load_input<I::Norm, VT, kLL>(m.ffn, smem, red);
+      matvec_rows<WT, O::Swiglu, kLL>(m.ffn, smem, warp, n_warps, unused, slots);
     }
-    grid_wait(a.barrier, target);
-    stamp(il);
+    LayerArgs next = m;
+    handover(il, [&] {
+      stage_first_units<WT, O::Residual>(m.down, slots, warp, n_warps);
+      if (il + 1 < a.n_layer) {
+        next = layer_args(a, a.layers[il + 1]);
+        handoff(next, il + 1);
+        maybe_prefetch<O::Qkv>(next.qkv, warp, n_warps);
+        prefetch_kv(a.layers[il + 1]);
+      }
+    });
 
     // Down projection into the residual.
-    load_input<I::Plain, VT>(m.down, smem, red);
-    matvec_rows<WT, O::Residual>(m.down, smem, warp, n_warps, unused, slots);
-    if (il + 1 < a.n_layer) {
-      stamp(il);
-      grid_arrive(a.barrier, target);
-      stage_first_units<WT, O::Qkv>(next.qkv, slots, warp, n_warps);
-      grid_wait(a.barrier, target);
-      stamp(il);
+    if (runs(block_has_units<WT, O::Residual>(m.down))) {
+      load_input<I::Plain, VT, kLL>(m.down, smem, red);
+      matvec_rows<WT, O::Residual, kLL>(m.down, smem, warp, n_warps, unused, slots);
     }
+    if (il + 1 < a.n_layer) handover(il, [&] { stage_first_units<WT, O::Qkv>(next.qkv, slots, warp, n_warps); });
     m = next;
   }
 }

@@ -1,7 +1,9 @@
 #pragma once
 // The whole decode step of every layer in one persistent kernel: one block
 // per multiprocessor, all resident at once (a cooperative launch), with a
-// grid-wide barrier between the stages of a layer: QKV + RoPE + KV write;
+// hand-off between the stages of a layer (each value carries the epoch of the
+// stage that wrote it, so a block waits for exactly the values it reads, not
+// for a grid barrier): QKV + RoPE + KV write;
 // attention (one stage for short contexts, scores then softmax + weighted V
 // for long ones); output projection + residual; RMSNorm + gate/up + SwiGLU;
 // down projection + residual. The
@@ -41,13 +43,18 @@ struct FusedStep {
   bool neox = false, kv_f32 = true;
   const float* rope_cos = nullptr;  // [n_ctx][head_dim / 2]
   const float* rope_sin = nullptr;
-  const int32_t* step = nullptr;  // device {token, pos, seq}
+  const int32_t* step = nullptr;  // device {token, pos, seq, epoch}
   float* x = nullptr;             // n_embd: the residual stream, in and out
   float* q = nullptr;             // n_head * head_dim
   float* attn = nullptr;          // n_head * head_dim
   float* h = nullptr;             // n_ff
   float* scores = nullptr;        // n_head * n_ctx: attention scores
   unsigned int* barrier = nullptr;  // one counter, zero at launch
+  // The stages' hand-off words (common.cuh, ll_store): the residual
+  // (n_embd), q|k|v (n_head * head_dim + 2 * kv_dim), the attention output
+  // (n_head * head_dim) and the SwiGLU output (n_ff). step[3] is the
+  // launch's first epoch; each launch needs kEpochsPerLayer * n_layer + 1.
+  uint64_t* ll = nullptr;
   // Set by decode_layers: the weight slots (matvec_device.cuh) after the
   // first slot_offset bytes of dynamic shared memory; slot_bytes 0: none.
   int slot_offset = 0, slot_bytes = 0;
@@ -62,6 +69,13 @@ struct FusedStep {
 };
 
 constexpr int kStageClocks = 12;
+constexpr int kEpochsPerLayer = 5;
+
+// Hand-off words the persistent kernel needs (FusedStep::ll).
+inline int64_t fused_ll_words(const FusedStep& a) {
+  const int64_t qd = static_cast<int64_t>(a.n_head) * a.head_dim, kvd = static_cast<int64_t>(a.n_head_kv) * a.head_dim;
+  return a.n_embd + (qd + 2 * kvd) + qd + a.n_ff;
+}
 
 // The arguments of a layer's four matvec stages, shared by the persistent
 // kernel and the five-kernels-per-layer path. qkv uses L.wqkv (the staged

@@ -33,7 +33,8 @@ __device__ __forceinline__ QActs input_qacts(const float* xs, int k) { return qa
 // pass, so the whole input costs one memory round trip. For quantized
 // weights the rounded row is kept as integers (qdot.cuh) where the norm
 // weights were, at input_qacts(). Every thread of the block calls it.
-template <MatvecInput IN, DType VT>
+// kLL: the input is the hand-off vector a.x_ll (common.cuh).
+template <MatvecInput IN, DType VT, bool kLL = false>
 __device__ void load_input(const MatvecArgs& a, float* xs, double* red) {
   constexpr bool kNorm = IN == MatvecInput::Norm;
   const int k = a.k;
@@ -41,7 +42,7 @@ __device__ void load_input(const MatvecArgs& a, float* xs, double* red) {
   double ss = 0;
   // Float activations are rounded as they are stored (each thread writes
   // and rescales the same elements), quantized ones after the barrier.
-  for_each_batched<kNorm>(a.x, a.norm_w, k, [&](int i, float v, float w) {
+  auto put = [&](int i, float v, float w) {
     if constexpr (kNorm) {
       xs[padded(i)] = v;
       ws[i] = w;
@@ -49,7 +50,11 @@ __device__ void load_input(const MatvecArgs& a, float* xs, double* red) {
     } else {
       xs[padded(i)] = round_activation<VT>(v);
     }
-  });
+  };
+  if constexpr (kLL)
+    for_each_batched_ll<kNorm>(a.x_ll, a.x_epoch, a.norm_w, k, put);
+  else
+    for_each_batched<kNorm>(a.x, a.norm_w, k, put);
   if constexpr (IN == MatvecInput::Norm) {
     const float scale = rms_scale(block_sum_double(ss, red), k, a.eps);
     for (int i = threadIdx.x; i < k; i += blockDim.x)
@@ -320,11 +325,22 @@ __device__ __forceinline__ void stage_first_units(const MatvecArgs& a, const Wei
   if (depth == 2) stage_unit<WT, OUT>(a, s, first + stride, 1, depth, glane);
 }
 
+// Whether this block has any unit of the stage (warps are numbered across
+// the blocks first, so its lowest is warp blockIdx.x). In the persistent
+// kernel a block without units must not wait for the stage's input: the
+// vector may already hold a later stage's values.
+template <DType WT, MatvecOutput OUT>
+__device__ __forceinline__ bool block_has_units(const MatvecArgs& a) {
+  return static_cast<int>(blockIdx.x) * (kWarp / unit_lanes<WT>()) < matvec_units<OUT>(a.rows);
+}
+
 // The units of warp `warp` of `n_warps`, on the input already in xs. For
 // Logits, `best` collects this lane's packed (value, index) maximum.
 // With slots (the persistent kernel), the stage's first units must have been
 // started by stage_first_units.
-template <DType WT, MatvecOutput OUT>
+// kLL: outputs and Residual's current values go through the hand-off
+// words (MatvecArgs::out_ll, res_ll).
+template <DType WT, MatvecOutput OUT, bool kLL = false>
 __device__ void matvec_rows(const MatvecArgs& a, const float* xs, int warp, int n_warps, unsigned long long& best,
                             const WeightSlots& slots = {}) {
   constexpr int G = unit_lanes<WT>();
@@ -345,7 +361,11 @@ __device__ void matvec_rows(const MatvecArgs& a, const float* xs, int warp, int 
     const Unit r = unit_at<OUT>(a, u);
     // The epilogue's loads first, so they overlap the weights'.
     float e0 = 0, e1 = 0, ba = 0, bb = 0;
-    if constexpr (OUT == MatvecOutput::Qkv) {
+    uint64_t w0 = 0, w1 = 0;  // kLL Residual: the words of e0 and e1, waited for after the dot
+    if constexpr (kLL && OUT == MatvecOutput::Residual) {
+      w0 = ll_load(a.res_ll + r.ra);
+      w1 = ll_load(a.res_ll + r.rb);
+    } else if constexpr (OUT == MatvecOutput::Qkv) {
       e0 = a.rope_cos[pos * half + u % half];
       e1 = a.rope_sin[pos * half + u % half];
       if (a.bias) {
@@ -376,6 +396,10 @@ __device__ void matvec_rows(const MatvecArgs& a, const float* xs, int warp, int 
       stage_unit<WT, OUT>(a, slots, u + depth * stride, j, depth, glane);
     }
     if (glane != 0) continue;
+    if constexpr (kLL && OUT == MatvecOutput::Residual) {
+      e0 = ll_value(w0, a.res_ll + r.ra, a.res_epoch);
+      e1 = ll_value(w1, a.res_ll + r.rb, a.res_epoch);
+    }
     if constexpr (OUT == MatvecOutput::Qkv) {
       const int q_dim = a.n_head * a.head_dim, kv_dim = a.n_head_kv * a.head_dim;
       if (a.bias) {
@@ -385,9 +409,15 @@ __device__ void matvec_rows(const MatvecArgs& a, const float* xs, int warp, int 
       if (r.ra < q_dim + kv_dim) {  // q and k are rotated
         tensor::rope_pair(va, vb, e0, e1, &va, &vb);
       }
+      if constexpr (kLL) {
+        ll_store(a.out_ll + r.ra, va, a.out_epoch);
+        ll_store(a.out_ll + r.rb, vb, a.out_epoch);
+      }
       if (r.ra < q_dim) {
-        a.out[r.ra] = va;
-        a.out[r.rb] = vb;
+        if constexpr (!kLL) {
+          a.out[r.ra] = va;
+          a.out[r.rb] = vb;
+        }
       } else {
         const bool is_k = r.ra < q_dim + kv_dim;
         const int off = r.ra - q_dim - (is_k ? 0 : kv_dim), offb = r.rb - q_dim - (is_k ? 0 : kv_dim);
@@ -402,10 +432,18 @@ __device__ void matvec_rows(const MatvecArgs& a, const float* xs, int warp, int 
         }
       }
     } else if constexpr (OUT == MatvecOutput::Swiglu) {
-      a.out[r.ra] = swiglu_cpu(va, vb, r.ra, a.rows);
+      if constexpr (kLL)
+        ll_store(a.out_ll + r.ra, swiglu_cpu(va, vb, r.ra, a.rows), a.out_epoch);
+      else
+        a.out[r.ra] = swiglu_cpu(va, vb, r.ra, a.rows);
     } else if constexpr (OUT == MatvecOutput::Residual) {
-      a.out[r.ra] = e0 + va;
-      if (r.rb != r.ra) a.out[r.rb] = e1 + vb;
+      if (kLL && a.out_ll) {
+        ll_store(a.out_ll + r.ra, e0 + va, a.out_epoch);
+        if (r.rb != r.ra) ll_store(a.out_ll + r.rb, e1 + vb, a.out_epoch);
+      } else {
+        a.out[r.ra] = e0 + va;
+        if (r.rb != r.ra) a.out[r.rb] = e1 + vb;
+      }
     } else {
       a.out[r.ra] = va;
       a.out[r.rb] = vb;
