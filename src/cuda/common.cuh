@@ -130,34 +130,6 @@ __device__ __forceinline__ float swiglu_cpu(float g, float u, int i, int n) {
   return g / (1.0f + static_cast<float>(exp(static_cast<double>(-g)))) * u;
 }
 
-// Calls f(i, x[i], y[i]) for i = threadIdx.x, threadIdx.x + blockDim.x, ...
-// below k, in that order (without kPair there is no y, and f gets 0), after
-// loading eight of each: a row costs one memory round trip per batch of
-// eight, not one per element. x is read from L2 (__ldcg): in the persistent
-// kernel another block wrote it a moment ago.
-template <bool kPair, typename F>
-__device__ __forceinline__ void for_each_batched(const float* x, const float* y, int k, F&& f) {
-  constexpr int kBatch = 8;
-  for (int base = threadIdx.x; base < k; base += kBatch * blockDim.x) {
-    float v[kBatch], w[kBatch];
-#pragma unroll
-    for (int u = 0; u < kBatch; ++u) {
-      const int i = base + u * blockDim.x;
-      if constexpr (!kPair) w[u] = 0.0f;
-      if (i < k) {
-        v[u] = __ldcg(x + i);
-        if constexpr (kPair) w[u] = y[i];
-      }
-    }
-#pragma unroll
-    for (int u = 0; u < kBatch; ++u) {
-      const int i = base + u * blockDim.x;
-      if (i >= k) break;
-      f(i, v[u], w[u]);
-    }
-  }
-}
-
 // The persistent kernel's hand-off between stages (decode_fused.cu): a value
 // travels with the epoch of the stage that wrote it, as one 64-bit word
 // (value bits low, epoch high), stored and loaded whole at GPU scope. A
@@ -184,41 +156,59 @@ __device__ __forceinline__ bool ll_ready(uint64_t word, unsigned epoch) {
   return static_cast<unsigned>(word >> 32) == epoch;
 }
 
-// for_each_batched over a hand-off vector: the batch's words are loaded
-// together, and those not yet written are loaded again together, so that
-// the batch costs one round trip after its last writer, not one per word.
-template <bool kPair, typename F>
-__device__ __forceinline__ void for_each_batched_ll(const uint64_t* x, unsigned epoch, const float* y, int k, F&& f) {
+// A hand-off vector and the epoch its reader waits for.
+struct HandOff {
+  const uint64_t* words;
+  unsigned epoch;
+};
+
+// The element sources of for_each_batched: a float vector, read from L2
+// (__ldcg: in the persistent kernel another block wrote it a moment ago),
+// or a hand-off vector, whose words are ready once they carry its epoch.
+__device__ __forceinline__ float batch_load(const float* x, int i) { return __ldcg(x + i); }
+__device__ __forceinline__ uint64_t batch_load(HandOff h, int i) { return ll_load(h.words + i); }
+__device__ __forceinline__ bool batch_ready(float, const float*) { return true; }
+__device__ __forceinline__ bool batch_ready(uint64_t word, HandOff h) { return ll_ready(word, h.epoch); }
+__device__ __forceinline__ float batch_value(float v) { return v; }
+__device__ __forceinline__ float batch_value(uint64_t word) { return __uint_as_float(static_cast<uint32_t>(word)); }
+
+// Calls f(i, x[i], y[i]) for i = threadIdx.x, threadIdx.x + blockDim.x, ...
+// below k, in that order (without kPair there is no y, and f gets 0), after
+// loading eight of each: a row costs one memory round trip per batch of
+// eight, not one per element. From a hand-off vector, the words of a batch
+// not yet written are loaded again together, so that the batch costs one
+// round trip after its last writer, not one per word.
+template <bool kPair, typename Src, typename F>
+__device__ __forceinline__ void for_each_batched(Src x, const float* y, int k, F&& f) {
   constexpr int kBatch = 8;
   for (int base = threadIdx.x; base < k; base += kBatch * blockDim.x) {
-    uint64_t v[kBatch];
+    decltype(batch_load(x, 0)) v[kBatch];
     float w[kBatch];
 #pragma unroll
     for (int u = 0; u < kBatch; ++u) {
       const int i = base + u * blockDim.x;
       if constexpr (!kPair) w[u] = 0.0f;
       if (i < k) {
-        v[u] = ll_load(x + i);
+        v[u] = batch_load(x, i);
         if constexpr (kPair) w[u] = y[i];
       }
     }
-    bool ready;
-    do {
+    for (bool ready = false; !ready;) {
       ready = true;
 #pragma unroll
       for (int u = 0; u < kBatch; ++u) {
         const int i = base + u * blockDim.x;
-        if (i < k && !ll_ready(v[u], epoch)) {
+        if (i < k && !batch_ready(v[u], x)) {
           ready = false;
-          v[u] = ll_load(x + i);
+          v[u] = batch_load(x, i);
         }
       }
-    } while (!ready);
+    }
 #pragma unroll
     for (int u = 0; u < kBatch; ++u) {
       const int i = base + u * blockDim.x;
       if (i >= k) break;
-      f(i, __uint_as_float(static_cast<uint32_t>(v[u])), w[u]);
+      f(i, batch_value(v[u]), w[u]);
     }
   }
 }

@@ -52,7 +52,7 @@ __device__ void load_input(const MatvecArgs& a, float* xs, double* red) {
     }
   };
   if constexpr (kLL)
-    for_each_batched_ll<kNorm>(a.x_ll, a.x_epoch, a.norm_w, k, put);
+    for_each_batched<kNorm>(HandOff{a.x_ll, a.x_epoch}, a.norm_w, k, put);
   else
     for_each_batched<kNorm>(a.x, a.norm_w, k, put);
   if constexpr (IN == MatvecInput::Norm) {
