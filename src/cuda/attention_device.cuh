@@ -198,8 +198,8 @@ __device__ void attend_head(const float* q, const KV* k, const KV* v, int64_t st
 // barrier), the softmax and its slice of the weighted sum. The arithmetic is
 // attend_head's, element for element. Shared memory (floats): slice_floats().
 //
-// kLL (decode_fused.cu): the query and the new position's K and V rows come
-// from the QKV stage's hand-off words (common.cuh, epoch in_epoch: q_ll,
+// kHandOff (decode_fused.cu): the query and the new position's K and V rows come
+// from the QKV stage's hand-off words (common.cuh, epoch in_epoch: q_words,
 // k_new and v_new at this head's and KV head's first element), the cache
 // holds the earlier positions, and the output goes out as hand-off words of
 // out_epoch. Otherwise q, the cache and out, behind a grid barrier.
@@ -220,10 +220,10 @@ __device__ __forceinline__ float as_cached(float v) {
     return v;
 }
 
-template <bool kLL, typename KV>
-__device__ void attend_slice(const float* q, const uint64_t* q_ll, const uint64_t* k_new, const uint64_t* v_new,
+template <bool kHandOff, typename KV>
+__device__ void attend_slice(const float* q, const uint64_t* q_words, const uint64_t* k_new, const uint64_t* v_new,
                              unsigned in_epoch, const KV* k, const KV* v, int64_t stride, int n_pos, int hd,
-                             float scale, int d0, int nd, float* out, uint64_t* out_ll, unsigned out_epoch,
+                             float scale, int d0, int nd, float* out, uint64_t* out_words, unsigned out_epoch,
                              float* smem, double* red) {
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp, n_warps = blockDim.x / kWarp;
   float* scores = smem;
@@ -232,7 +232,7 @@ __device__ void attend_slice(const float* q, const uint64_t* q_ll, const uint64_
   float* krows = smem + slice_k_offset(n_pos, hd);  // pitch hd + 1: a warp's lanes read different banks
   const int kpitch = hd + 1;
   float* vrows = krows + n_pos * kpitch;
-  // With hand-off words (kLL), the query and the new position's K row and
+  // With hand-off words (kHandOff), the query and the new position's K row and
   // V slice come from them, loaded first so that their round trip overlaps
   // the cache rows'; otherwise everything from memory the grid barrier
   // made visible.
@@ -240,33 +240,33 @@ __device__ void attend_slice(const float* q, const uint64_t* q_ll, const uint64_
   const int t = threadIdx.x;
   const uint64_t* src = t < hd ? k_new + t : t < hd + nd ? v_new + d0 + (t - hd) : nullptr;
   uint64_t wq = 0, wkv = 0;
-  if constexpr (kLL) {
-    if (t < hd) wq = ll_load(q_ll + t);
-    if (src) wkv = ll_load(src);
+  if constexpr (kHandOff) {
+    if (t < hd) wq = handoff_load(q_words + t);
+    if (src) wkv = handoff_load(src);
   } else {
     for (int d = t; d < hd; d += blockDim.x) sq[d] = __ldcg(q + d);
   }
   // K and V in one walk: pieces [0, kc) of a row are K's, the rest V's.
   const int kc = hd / 4;
   stage_pieces<12>(
-      kLL ? last : n_pos, kc + nd / 4,
+      kHandOff ? last : n_pos, kc + nd / 4,
       [&](int p, int c) {
         return c < kc ? load4_raw(k + p * stride + 4 * c) : load4_raw(v + p * stride + d0 + 4 * (c - kc));
       },
       [&](int p, int c, auto x) {
         store4(c < kc ? krows + p * kpitch + 4 * c : vrows + p * nd + 4 * (c - kc), to_float4(x));
       });
-  if constexpr (kLL) {
+  if constexpr (kHandOff) {
     // Both words polled together (one round trip after their writers).
     for (bool ready = false; !ready;) {
       ready = true;
-      if (t < hd && !ll_ready(wq, in_epoch)) {
+      if (t < hd && !handoff_ready(wq, in_epoch)) {
         ready = false;
-        wq = ll_load(q_ll + t);
+        wq = handoff_load(q_words + t);
       }
-      if (src && !ll_ready(wkv, in_epoch)) {
+      if (src && !handoff_ready(wkv, in_epoch)) {
         ready = false;
-        wkv = ll_load(src);
+        wkv = handoff_load(src);
       }
     }
     const float kv_new = as_cached<KV>(__uint_as_float(static_cast<uint32_t>(wkv)));
@@ -278,10 +278,10 @@ __device__ void attend_slice(const float* q, const uint64_t* q_ll, const uint64_
     }
     for (int e = t + blockDim.x; e < hd + nd; e += blockDim.x) {  // past the block size
       if (e < hd) {
-        sq[e] = ll_wait(q_ll + e, in_epoch);
-        krows[last * kpitch + e] = as_cached<KV>(ll_wait(k_new + e, in_epoch));
+        sq[e] = handoff_wait(q_words + e, in_epoch);
+        krows[last * kpitch + e] = as_cached<KV>(handoff_wait(k_new + e, in_epoch));
       } else {
-        vrows[last * nd + (e - hd)] = as_cached<KV>(ll_wait(v_new + d0 + (e - hd), in_epoch));
+        vrows[last * nd + (e - hd)] = as_cached<KV>(handoff_wait(v_new + d0 + (e - hd), in_epoch));
       }
     }
   }
@@ -317,8 +317,8 @@ __device__ void attend_slice(const float* q, const uint64_t* q_ll, const uint64_
 #pragma unroll
     for (int j = 0; j < 8; ++j) c[j] = __shfl_sync(0xffffffffu, acc, (lane & ~7) + j);
     if (u == 0 && d < nd) {
-      if constexpr (kLL)
-        ll_store(out_ll + d0 + d, tensor::hsum8(c), out_epoch);
+      if constexpr (kHandOff)
+        handoff_store(out_words + d0 + d, tensor::hsum8(c), out_epoch);
       else
         out[d0 + d] = tensor::hsum8(c);
     }
@@ -362,11 +362,11 @@ __device__ void score_chunk(const float* q_all, const KV* k, int64_t stride, int
 // to out[h * hd + d]. Every thread of the block calls it. Shared memory:
 // group * n_pos floats for the probabilities, group floats for the inverse
 // sums, and a chunk of kAttendChunkFloats floats for V.
-// With out_ll, the output goes out as hand-off words of out_epoch
+// With out_words, the output goes out as hand-off words of out_epoch
 // (common.cuh) instead of to out.
 template <typename KV>
 __device__ void softmax_values(const float* scores, const KV* v, int64_t stride, int g, int group, int d0, int nd,
-                               int n_pos, int hd, float* out, uint64_t* out_ll, unsigned out_epoch, float* probs,
+                               int n_pos, int hd, float* out, uint64_t* out_words, unsigned out_epoch, float* probs,
                                float* inv_sum, float* chunk) {
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp, n_warps = blockDim.x / kWarp;
   // The group's scores are contiguous: one batched copy.
@@ -412,8 +412,8 @@ __device__ void softmax_values(const float* scores, const KV* v, int64_t stride,
     __syncthreads();
   }
   const int at = (g * group + j) * hd + d0 + d;
-  if (mine && out_ll)
-    ll_store(out_ll + at, tensor::hsum8(acc), out_epoch);
+  if (mine && out_words)
+    handoff_store(out_words + at, tensor::hsum8(acc), out_epoch);
   else if (mine)
     out[at] = tensor::hsum8(acc);
 }

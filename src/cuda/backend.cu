@@ -385,8 +385,9 @@ void CudaBackend::setup_fused() {
   a.layers = d_layers;
   a.scores = arena_.alloc<float>(static_cast<size_t>(c_.n_head) * opts_.n_ctx);
   a.barrier = arena_.alloc<unsigned int>(1);
-  a.ll = arena_.alloc<uint64_t>(fused_ll_words(a));
-  QUARREL_CUDA_CHECK(cudaMemset(a.ll, 0, fused_ll_words(a) * sizeof(uint64_t)));  // epoch 0: never waited for
+  a.handoff = arena_.alloc<uint64_t>(fused_handoff_words(a));
+  // Epoch 0, which no launch waits for.
+  QUARREL_CUDA_CHECK(cudaMemset(a.handoff, 0, fused_handoff_words(a) * sizeof(uint64_t)));
   if (env_flag("QUARREL_CUDA_STAGE_TIMES")) {
     const size_t n = static_cast<size_t>(a.n_layer) * kStageClocks + 1;
     a.stage_clock = arena_.alloc<unsigned long long>(n);
@@ -457,7 +458,7 @@ void CudaBackend::run_decode(int32_t token, int32_t pos, int32_t seq) {
   h_step_[0] = token;
   h_step_[1] = pos;
   h_step_[2] = seq;
-  // The persistent kernel's first epoch (FusedStep::ll): each launch takes
+  // The persistent kernel's first epoch (FusedStep::handoff): each launch takes
   // the next range, so no hand-off word of an earlier launch matches. The
   // ranges start again at 1 before they would wrap (after some 10^7 tokens).
   const uint32_t span = kEpochsPerLayer * static_cast<uint32_t>(c_.n_layer) + 1;

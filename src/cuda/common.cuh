@@ -135,24 +135,26 @@ __device__ __forceinline__ float swiglu_cpu(float g, float u, int i, int n) {
 // (value bits low, epoch high), stored and loaded whole at GPU scope. A
 // reader that sees the epoch it waits for has the value, with no grid
 // barrier and no second round trip for the data.
-__device__ __forceinline__ void ll_store(uint64_t* p, float v, unsigned epoch) {
+__device__ __forceinline__ void handoff_store(uint64_t* p, float v, unsigned epoch) {
   const uint64_t word = (static_cast<uint64_t>(epoch) << 32) | __float_as_uint(v);
   asm volatile("st.relaxed.gpu.global.b64 [%0], %1;" ::"l"(p), "l"(word) : "memory");
 }
-__device__ __forceinline__ uint64_t ll_load(const uint64_t* p) {
+__device__ __forceinline__ uint64_t handoff_load(const uint64_t* p) {
   uint64_t word;
   asm volatile("ld.relaxed.gpu.global.b64 %0, [%1];" : "=l"(word) : "l"(p) : "memory");
   return word;
 }
 // Waits until `word` (loaded from p) carries `epoch`; returns its value.
-__device__ __forceinline__ float ll_value(uint64_t word, const uint64_t* p, unsigned epoch) {
-  while (static_cast<unsigned>(word >> 32) != epoch) word = ll_load(p);
+__device__ __forceinline__ float handoff_value(uint64_t word, const uint64_t* p, unsigned epoch) {
+  while (static_cast<unsigned>(word >> 32) != epoch) word = handoff_load(p);
   return __uint_as_float(static_cast<uint32_t>(word));
 }
-__device__ __forceinline__ float ll_wait(const uint64_t* p, unsigned epoch) { return ll_value(ll_load(p), p, epoch); }
+__device__ __forceinline__ float handoff_wait(const uint64_t* p, unsigned epoch) {
+  return handoff_value(handoff_load(p), p, epoch);
+}
 
 // Whether word carries epoch.
-__device__ __forceinline__ bool ll_ready(uint64_t word, unsigned epoch) {
+__device__ __forceinline__ bool handoff_ready(uint64_t word, unsigned epoch) {
   return static_cast<unsigned>(word >> 32) == epoch;
 }
 
@@ -166,9 +168,9 @@ struct HandOff {
 // (__ldcg: in the persistent kernel another block wrote it a moment ago),
 // or a hand-off vector, whose words are ready once they carry its epoch.
 __device__ __forceinline__ float batch_load(const float* x, int i) { return __ldcg(x + i); }
-__device__ __forceinline__ uint64_t batch_load(HandOff h, int i) { return ll_load(h.words + i); }
+__device__ __forceinline__ uint64_t batch_load(HandOff h, int i) { return handoff_load(h.words + i); }
 __device__ __forceinline__ bool batch_ready(float, const float*) { return true; }
-__device__ __forceinline__ bool batch_ready(uint64_t word, HandOff h) { return ll_ready(word, h.epoch); }
+__device__ __forceinline__ bool batch_ready(uint64_t word, HandOff h) { return handoff_ready(word, h.epoch); }
 __device__ __forceinline__ float batch_value(float v) { return v; }
 __device__ __forceinline__ float batch_value(uint64_t word) { return __uint_as_float(static_cast<uint32_t>(word)); }
 

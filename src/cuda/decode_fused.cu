@@ -105,7 +105,7 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
   };
   const WeightSlots slots{reinterpret_cast<uint8_t*>(smem4) + a.slot_offset, a.slot_bytes};
   // Float weights hand the stages' outputs on as words with epochs
-  // (common.cuh, ll_store): a block waits for exactly the values it reads,
+  // (common.cuh, handoff_store): a block waits for exactly the values it reads,
   // with no grid barrier and no second round trip for the data. Quantized
   // weights keep the grid barriers: measured on an H200, the hand-off took
   // SmolLM2 F16 from 1,837 to 1,898 t/s but Q4_0 from 1,595 to 1,533
@@ -113,39 +113,39 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
   // projection, 3 gate/up, 4 down) writes epoch base + kEpochsPerLayer * il
   // + s + 1; base is the residual the embedding left in a.x, copied into
   // the words here.
-  constexpr bool kLL = !is_quantized(WT);
+  constexpr bool kHandOff = !is_quantized(WT);
   const int qd = a.n_head * a.head_dim;
-  uint64_t* x_ll = a.ll;
-  uint64_t* qkv_ll = x_ll + a.n_embd;
-  uint64_t* attn_ll = qkv_ll + qd + 2 * kvd;
-  uint64_t* h_ll = attn_ll + qd;
+  uint64_t* x_words = a.handoff;
+  uint64_t* qkv_words = x_words + a.n_embd;
+  uint64_t* attn_words = qkv_words + qd + 2 * kvd;
+  uint64_t* h_words = attn_words + qd;
   const unsigned base = static_cast<unsigned>(a.step[3]);
-  if constexpr (kLL)
+  if constexpr (kHandOff)
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < a.n_embd; i += gridDim.x * blockDim.x)
-      ll_store(x_ll + i, __ldcg(a.x + i), base);
+      handoff_store(x_words + i, __ldcg(a.x + i), base);
   auto handoff = [&](LayerArgs& m, int il) {
-    if constexpr (!kLL) return;
+    if constexpr (!kHandOff) return;
     const unsigned e = base + kEpochsPerLayer * il;
-    m.qkv.x_ll = x_ll;
+    m.qkv.x_words = x_words;
     m.qkv.x_epoch = e;
-    m.qkv.out_ll = qkv_ll;
+    m.qkv.out_words = qkv_words;
     m.qkv.out_epoch = e + 1;
-    m.o.x_ll = attn_ll;
+    m.o.x_words = attn_words;
     m.o.x_epoch = e + 2;
-    m.o.res_ll = x_ll;
+    m.o.res_words = x_words;
     m.o.res_epoch = e;
-    m.o.out_ll = x_ll;
+    m.o.out_words = x_words;
     m.o.out_epoch = e + 3;
-    m.ffn.x_ll = x_ll;
+    m.ffn.x_words = x_words;
     m.ffn.x_epoch = e + 3;
-    m.ffn.out_ll = h_ll;
+    m.ffn.out_words = h_words;
     m.ffn.out_epoch = e + 4;
-    m.down.x_ll = h_ll;
+    m.down.x_words = h_words;
     m.down.x_epoch = e + 4;
-    m.down.res_ll = x_ll;
+    m.down.res_words = x_words;
     m.down.res_epoch = e + 3;
     // The last layer leaves the residual in a.x for the logits head.
-    m.down.out_ll = il + 1 < a.n_layer ? x_ll : nullptr;
+    m.down.out_words = il + 1 < a.n_layer ? x_words : nullptr;
     m.down.out_epoch = e + 5;
   };
   // A block without units of a stage skips it: with hand-off words it must
@@ -154,7 +154,7 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
   // block must be done with the stage before (grid_arrive's __syncthreads
   // without hand-off words).
   auto runs = [&](bool has_units) {
-    if (!kLL) return true;
+    if (!kHandOff) return true;
     if (has_units) __syncthreads();
     return has_units;
   };
@@ -163,9 +163,9 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
   // arrival and its wait.
   auto handover = [&](int il, auto&& between) {
     stamp(il);
-    if constexpr (!kLL) grid_arrive(a.barrier, target);
+    if constexpr (!kHandOff) grid_arrive(a.barrier, target);
     between();
-    if constexpr (!kLL) grid_wait(a.barrier, target);
+    if constexpr (!kHandOff) grid_wait(a.barrier, target);
     stamp(il);
   };
   LayerArgs m = layer_args(a, a.layers[0]);
@@ -180,8 +180,8 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
     clock_at = 0;
     // QKV, RoPE and the KV-cache write.
     if (runs(block_has_units<WT, O::Qkv>(m.qkv))) {
-      load_input<I::Norm, VT, kLL>(m.qkv, smem, red);
-      matvec_rows<WT, O::Qkv, kLL>(m.qkv, smem, warp, n_warps, unused, slots);
+      load_input<I::Norm, VT, kHandOff>(m.qkv, smem, red);
+      matvec_rows<WT, O::Qkv, kHandOff>(m.qkv, smem, warp, n_warps, unused, slots);
     }
     handover(il, [&] {
       stage_first_units<WT, O::Residual>(m.o, slots, warp, n_warps);
@@ -196,13 +196,13 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
       // A short context: attention in one stage, a query head's slice of
       // output dimensions per block.
       const int nd = a.slice_dims, per_head = a.head_dim / nd;
-      if (kLL) __syncthreads();  // every warp is done with the QKV stage's input
+      if (kHandOff) __syncthreads();  // every warp is done with the QKV stage's input
       for (int item = blockIdx.x; item < a.n_head * per_head; item += gridDim.x) {
         const int h = item / per_head, g = h / group;
-        attend_slice<kLL>(a.q + h * a.head_dim, qkv_ll + h * a.head_dim, qkv_ll + qd + g * a.head_dim,
-                          qkv_ll + qd + kvd + g * a.head_dim, e + 1, kc + g * a.head_dim, vc + g * a.head_dim, kvd,
+        attend_slice<kHandOff>(a.q + h * a.head_dim, qkv_words + h * a.head_dim, qkv_words + qd + g * a.head_dim,
+                          qkv_words + qd + kvd + g * a.head_dim, e + 1, kc + g * a.head_dim, vc + g * a.head_dim, kvd,
                           n_pos, a.head_dim, a.scale, (item % per_head) * nd, nd, a.attn + h * a.head_dim,
-                          attn_ll + h * a.head_dim, e + 2, smem, red);
+                          attn_words + h * a.head_dim, e + 2, smem, red);
       }
       maybe_prefetch<O::Swiglu>(m.ffn, warp, n_warps);
       handover(il, [] {});
@@ -210,11 +210,12 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
       // Attention, spread over the grid, behind grid barriers (the new
       // position's K and V rows are read from the cache): first the scores,
       // 32 positions of the query heads of one KV head per block ...
-      if constexpr (kLL) grid_barrier(a.barrier, target);
+      if constexpr (kHandOff) grid_barrier(a.barrier, target);
       {
         const int n_items = a.n_head_kv * ((n_pos + 31) / 32);
         if (static_cast<int>(blockIdx.x) < n_items) {
-          for (int i = threadIdx.x; i < qd; i += blockDim.x) smem[i] = kLL ? ll_wait(qkv_ll + i, e + 1) : __ldcg(a.q + i);
+          for (int i = threadIdx.x; i < qd; i += blockDim.x)
+            smem[i] = kHandOff ? handoff_wait(qkv_words + i, e + 1) : __ldcg(a.q + i);
           __syncthreads();
           for (int item = blockIdx.x; item < n_items; item += gridDim.x)
             score_chunk(smem, kc, kvd, item % a.n_head_kv, group, item / a.n_head_kv, n_pos, a.head_dim, a.scale,
@@ -234,15 +235,15 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
         float* chunk = smem + ((group * a.n_ctx + group + 3) & ~3);
         for (int item = blockIdx.x; item < a.n_head_kv * per_head; item += gridDim.x)
           softmax_values(a.scores, vc, kvd, item / per_head, group, (item % per_head) * nd, nd, n_pos, a.head_dim,
-                         a.attn, kLL ? attn_ll : nullptr, e + 2, probs, inv_sum, chunk);
+                         a.attn, kHandOff ? attn_words : nullptr, e + 2, probs, inv_sum, chunk);
       }
       handover(il, [] {});
     }
 
     // Output projection into the residual.
     if (runs(block_has_units<WT, O::Residual>(m.o))) {
-      load_input<I::Plain, VT, kLL>(m.o, smem, red);
-      matvec_rows<WT, O::Residual, kLL>(m.o, smem, warp, n_warps, unused, slots);
+      load_input<I::Plain, VT, kHandOff>(m.o, smem, red);
+      matvec_rows<WT, O::Residual, kHandOff>(m.o, smem, warp, n_warps, unused, slots);
     }
     handover(il, [&] {
       stage_first_units<WT, O::Swiglu>(m.ffn, slots, warp, n_warps);
@@ -251,8 +252,8 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
 
     // RMSNorm, gate and up, SwiGLU.
     if (runs(block_has_units<WT, O::Swiglu>(m.ffn))) {
-      load_input<I::Norm, VT, kLL>(m.ffn, smem, red);
-      matvec_rows<WT, O::Swiglu, kLL>(m.ffn, smem, warp, n_warps, unused, slots);
+      load_input<I::Norm, VT, kHandOff>(m.ffn, smem, red);
+      matvec_rows<WT, O::Swiglu, kHandOff>(m.ffn, smem, warp, n_warps, unused, slots);
     }
     LayerArgs next = m;
     handover(il, [&] {
@@ -267,8 +268,8 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
 
     // Down projection into the residual.
     if (runs(block_has_units<WT, O::Residual>(m.down))) {
-      load_input<I::Plain, VT, kLL>(m.down, smem, red);
-      matvec_rows<WT, O::Residual, kLL>(m.down, smem, warp, n_warps, unused, slots);
+      load_input<I::Plain, VT, kHandOff>(m.down, smem, red);
+      matvec_rows<WT, O::Residual, kHandOff>(m.down, smem, warp, n_warps, unused, slots);
     }
     if (il + 1 < a.n_layer) handover(il, [&] { stage_first_units<WT, O::Qkv>(next.qkv, slots, warp, n_warps); });
     m = next;

@@ -50,11 +50,11 @@ struct FusedStep {
   float* h = nullptr;             // n_ff
   float* scores = nullptr;        // n_head * n_ctx: attention scores
   unsigned int* barrier = nullptr;  // one counter, zero at launch
-  // The stages' hand-off words (common.cuh, ll_store): the residual
+  // The stages' hand-off words (common.cuh, handoff_store): the residual
   // (n_embd), q|k|v (n_head * head_dim + 2 * kv_dim), the attention output
   // (n_head * head_dim) and the SwiGLU output (n_ff). step[3] is the
   // launch's first epoch; each launch needs kEpochsPerLayer * n_layer + 1.
-  uint64_t* ll = nullptr;
+  uint64_t* handoff = nullptr;
   // Set by decode_layers: the weight slots (matvec_device.cuh) after the
   // first slot_offset bytes of dynamic shared memory; slot_bytes 0: none.
   int slot_offset = 0, slot_bytes = 0;
@@ -71,8 +71,8 @@ struct FusedStep {
 constexpr int kStageClocks = 12;
 constexpr int kEpochsPerLayer = 5;
 
-// Hand-off words the persistent kernel needs (FusedStep::ll).
-inline int64_t fused_ll_words(const FusedStep& a) {
+// Hand-off words the persistent kernel needs (FusedStep::handoff).
+inline int64_t fused_handoff_words(const FusedStep& a) {
   const int64_t qd = static_cast<int64_t>(a.n_head) * a.head_dim, kvd = static_cast<int64_t>(a.n_head_kv) * a.head_dim;
   return a.n_embd + (qd + 2 * kvd) + qd + a.n_ff;
 }

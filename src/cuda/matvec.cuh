@@ -44,14 +44,14 @@ struct MatvecArgs {
   bool neox = false;
   // Logits epilogue: packed (value, index) maximum for greedy sampling.
   unsigned long long* argmax = nullptr;
-  // The persistent kernel's hand-off (common.cuh, ll_store): the input as
+  // The persistent kernel's hand-off (common.cuh, handoff_store): the input as
   // (value, epoch) words of x_epoch instead of x; the outputs (Qkv: every
   // q, k and v row, at its row index; Swiglu; Residual) as words of
-  // out_epoch, Residual's unless out_ll is null (then plain floats to out);
-  // Residual's current values from res_ll, of res_epoch.
-  const uint64_t* x_ll = nullptr;
-  uint64_t* out_ll = nullptr;
-  const uint64_t* res_ll = nullptr;
+  // out_epoch, Residual's unless out_words is null (then plain floats to out);
+  // Residual's current values from res_words, of res_epoch.
+  const uint64_t* x_words = nullptr;
+  uint64_t* out_words = nullptr;
+  const uint64_t* res_words = nullptr;
   unsigned x_epoch = 0, out_epoch = 0, res_epoch = 0;
 };
 

@@ -33,8 +33,8 @@ __device__ __forceinline__ QActs input_qacts(const float* xs, int k) { return qa
 // pass, so the whole input costs one memory round trip. For quantized
 // weights the rounded row is kept as integers (qdot.cuh) where the norm
 // weights were, at input_qacts(). Every thread of the block calls it.
-// kLL: the input is the hand-off vector a.x_ll (common.cuh).
-template <MatvecInput IN, DType VT, bool kLL = false>
+// kHandOff: the input is the hand-off vector a.x_words (common.cuh).
+template <MatvecInput IN, DType VT, bool kHandOff = false>
 __device__ void load_input(const MatvecArgs& a, float* xs, double* red) {
   constexpr bool kNorm = IN == MatvecInput::Norm;
   const int k = a.k;
@@ -51,8 +51,8 @@ __device__ void load_input(const MatvecArgs& a, float* xs, double* red) {
       xs[padded(i)] = round_activation<VT>(v);
     }
   };
-  if constexpr (kLL)
-    for_each_batched<kNorm>(HandOff{a.x_ll, a.x_epoch}, a.norm_w, k, put);
+  if constexpr (kHandOff)
+    for_each_batched<kNorm>(HandOff{a.x_words, a.x_epoch}, a.norm_w, k, put);
   else
     for_each_batched<kNorm>(a.x, a.norm_w, k, put);
   if constexpr (IN == MatvecInput::Norm) {
@@ -338,9 +338,9 @@ __device__ __forceinline__ bool block_has_units(const MatvecArgs& a) {
 // Logits, `best` collects this lane's packed (value, index) maximum.
 // With slots (the persistent kernel), the stage's first units must have been
 // started by stage_first_units.
-// kLL: outputs and Residual's current values go through the hand-off
-// words (MatvecArgs::out_ll, res_ll).
-template <DType WT, MatvecOutput OUT, bool kLL = false>
+// kHandOff: outputs and Residual's current values go through the hand-off
+// words (MatvecArgs::out_words, res_words).
+template <DType WT, MatvecOutput OUT, bool kHandOff = false>
 __device__ void matvec_rows(const MatvecArgs& a, const float* xs, int warp, int n_warps, unsigned long long& best,
                             const WeightSlots& slots = {}) {
   constexpr int G = unit_lanes<WT>();
@@ -361,10 +361,10 @@ __device__ void matvec_rows(const MatvecArgs& a, const float* xs, int warp, int 
     const Unit r = unit_at<OUT>(a, u);
     // The epilogue's loads first, so they overlap the weights'.
     float e0 = 0, e1 = 0, ba = 0, bb = 0;
-    uint64_t w0 = 0, w1 = 0;  // kLL Residual: the words of e0 and e1, waited for after the dot
-    if constexpr (kLL && OUT == MatvecOutput::Residual) {
-      w0 = ll_load(a.res_ll + r.ra);
-      w1 = ll_load(a.res_ll + r.rb);
+    uint64_t w0 = 0, w1 = 0;  // kHandOff Residual: the words of e0 and e1, waited for after the dot
+    if constexpr (kHandOff && OUT == MatvecOutput::Residual) {
+      w0 = handoff_load(a.res_words + r.ra);
+      w1 = handoff_load(a.res_words + r.rb);
     } else if constexpr (OUT == MatvecOutput::Qkv) {
       e0 = a.rope_cos[pos * half + u % half];
       e1 = a.rope_sin[pos * half + u % half];
@@ -396,9 +396,9 @@ __device__ void matvec_rows(const MatvecArgs& a, const float* xs, int warp, int 
       stage_unit<WT, OUT>(a, slots, u + depth * stride, j, depth, glane);
     }
     if (glane != 0) continue;
-    if constexpr (kLL && OUT == MatvecOutput::Residual) {
-      e0 = ll_value(w0, a.res_ll + r.ra, a.res_epoch);
-      e1 = ll_value(w1, a.res_ll + r.rb, a.res_epoch);
+    if constexpr (kHandOff && OUT == MatvecOutput::Residual) {
+      e0 = handoff_value(w0, a.res_words + r.ra, a.res_epoch);
+      e1 = handoff_value(w1, a.res_words + r.rb, a.res_epoch);
     }
     if constexpr (OUT == MatvecOutput::Qkv) {
       const int q_dim = a.n_head * a.head_dim, kv_dim = a.n_head_kv * a.head_dim;
@@ -409,12 +409,12 @@ __device__ void matvec_rows(const MatvecArgs& a, const float* xs, int warp, int 
       if (r.ra < q_dim + kv_dim) {  // q and k are rotated
         tensor::rope_pair(va, vb, e0, e1, &va, &vb);
       }
-      if constexpr (kLL) {
-        ll_store(a.out_ll + r.ra, va, a.out_epoch);
-        ll_store(a.out_ll + r.rb, vb, a.out_epoch);
+      if constexpr (kHandOff) {
+        handoff_store(a.out_words + r.ra, va, a.out_epoch);
+        handoff_store(a.out_words + r.rb, vb, a.out_epoch);
       }
       if (r.ra < q_dim) {
-        if constexpr (!kLL) {
+        if constexpr (!kHandOff) {
           a.out[r.ra] = va;
           a.out[r.rb] = vb;
         }
@@ -432,14 +432,14 @@ __device__ void matvec_rows(const MatvecArgs& a, const float* xs, int warp, int 
         }
       }
     } else if constexpr (OUT == MatvecOutput::Swiglu) {
-      if constexpr (kLL)
-        ll_store(a.out_ll + r.ra, swiglu_cpu(va, vb, r.ra, a.rows), a.out_epoch);
+      if constexpr (kHandOff)
+        handoff_store(a.out_words + r.ra, swiglu_cpu(va, vb, r.ra, a.rows), a.out_epoch);
       else
         a.out[r.ra] = swiglu_cpu(va, vb, r.ra, a.rows);
     } else if constexpr (OUT == MatvecOutput::Residual) {
-      if (kLL && a.out_ll) {
-        ll_store(a.out_ll + r.ra, e0 + va, a.out_epoch);
-        if (r.rb != r.ra) ll_store(a.out_ll + r.rb, e1 + vb, a.out_epoch);
+      if (kHandOff && a.out_words) {
+        handoff_store(a.out_words + r.ra, e0 + va, a.out_epoch);
+        if (r.rb != r.ra) handoff_store(a.out_words + r.rb, e1 + vb, a.out_epoch);
       } else {
         a.out[r.ra] = e0 + va;
         if (r.rb != r.ra) a.out[r.rb] = e1 + vb;
