@@ -123,30 +123,24 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
   if constexpr (kHandOff)
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < a.n_embd; i += gridDim.x * blockDim.x)
       handoff_store(x_words + i, __ldcg(a.x + i), base);
+  // Stage s's input words and epoch, and its output words and epoch.
+  auto wire = [](MatvecArgs& s, const uint64_t* in, unsigned in_epoch, uint64_t* out, unsigned out_epoch) {
+    s.x_words = in;
+    s.x_epoch = in_epoch;
+    s.out_words = out;
+    s.out_epoch = out_epoch;
+  };
   auto handoff = [&](LayerArgs& m, int il) {
     if constexpr (!kHandOff) return;
     const unsigned e = base + kEpochsPerLayer * il;
-    m.qkv.x_words = x_words;
-    m.qkv.x_epoch = e;
-    m.qkv.out_words = qkv_words;
-    m.qkv.out_epoch = e + 1;
-    m.o.x_words = attn_words;
-    m.o.x_epoch = e + 2;
-    m.o.res_words = x_words;
-    m.o.res_epoch = e;
-    m.o.out_words = x_words;
-    m.o.out_epoch = e + 3;
-    m.ffn.x_words = x_words;
-    m.ffn.x_epoch = e + 3;
-    m.ffn.out_words = h_words;
-    m.ffn.out_epoch = e + 4;
-    m.down.x_words = h_words;
-    m.down.x_epoch = e + 4;
-    m.down.res_words = x_words;
-    m.down.res_epoch = e + 3;
+    wire(m.qkv, x_words, e, qkv_words, e + 1);
+    wire(m.o, attn_words, e + 2, x_words, e + 3);
+    wire(m.ffn, x_words, e + 3, h_words, e + 4);
     // The last layer leaves the residual in a.x for the logits head.
-    m.down.out_words = il + 1 < a.n_layer ? x_words : nullptr;
-    m.down.out_epoch = e + 5;
+    wire(m.down, h_words, e + 4, il + 1 < a.n_layer ? x_words : nullptr, e + 5);
+    m.o.res_words = m.down.res_words = x_words;  // the residual before each addition
+    m.o.res_epoch = e;
+    m.down.res_epoch = e + 3;
   };
   // A block without units of a stage skips it: with hand-off words it must
   // not wait for an input that may already hold a later stage's values.
