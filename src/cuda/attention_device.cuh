@@ -269,9 +269,9 @@ __device__ void attend_slice(const float* q, const uint64_t* q_words, const uint
         wkv = handoff_load(src);
       }
     }
-    const float kv_new = as_cached<KV>(__uint_as_float(static_cast<uint32_t>(wkv)));
+    const float kv_new = as_cached<KV>(handoff_float(wkv));
     if (t < hd) {
-      sq[t] = __uint_as_float(static_cast<uint32_t>(wq));
+      sq[t] = handoff_float(wq);
       krows[last * kpitch + t] = kv_new;
     } else if (src) {
       vrows[last * nd + (t - hd)] = kv_new;

@@ -144,18 +144,18 @@ __device__ __forceinline__ uint64_t handoff_load(const uint64_t* p) {
   asm volatile("ld.relaxed.gpu.global.b64 %0, [%1];" : "=l"(word) : "l"(p) : "memory");
   return word;
 }
+// Whether word carries epoch, and the value it carries.
+__device__ __forceinline__ bool handoff_ready(uint64_t word, unsigned epoch) {
+  return static_cast<unsigned>(word >> 32) == epoch;
+}
+__device__ __forceinline__ float handoff_float(uint64_t word) { return __uint_as_float(static_cast<uint32_t>(word)); }
 // Waits until `word` (loaded from p) carries `epoch`; returns its value.
 __device__ __forceinline__ float handoff_value(uint64_t word, const uint64_t* p, unsigned epoch) {
-  while (static_cast<unsigned>(word >> 32) != epoch) word = handoff_load(p);
-  return __uint_as_float(static_cast<uint32_t>(word));
+  while (!handoff_ready(word, epoch)) word = handoff_load(p);
+  return handoff_float(word);
 }
 __device__ __forceinline__ float handoff_wait(const uint64_t* p, unsigned epoch) {
   return handoff_value(handoff_load(p), p, epoch);
-}
-
-// Whether word carries epoch.
-__device__ __forceinline__ bool handoff_ready(uint64_t word, unsigned epoch) {
-  return static_cast<unsigned>(word >> 32) == epoch;
 }
 
 // A hand-off vector and the epoch its reader waits for.
@@ -172,7 +172,7 @@ __device__ __forceinline__ uint64_t batch_load(HandOff h, int i) { return handof
 __device__ __forceinline__ bool batch_ready(float, const float*) { return true; }
 __device__ __forceinline__ bool batch_ready(uint64_t word, HandOff h) { return handoff_ready(word, h.epoch); }
 __device__ __forceinline__ float batch_value(float v) { return v; }
-__device__ __forceinline__ float batch_value(uint64_t word) { return __uint_as_float(static_cast<uint32_t>(word)); }
+__device__ __forceinline__ float batch_value(uint64_t word) { return handoff_float(word); }
 
 // Calls f(i, x[i], y[i]) for i = threadIdx.x, threadIdx.x + blockDim.x, ...
 // below k, in that order (without kPair there is no y, and f gets 0), after

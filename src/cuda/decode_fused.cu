@@ -64,6 +64,24 @@ __device__ __forceinline__ void prefetch_span(const void* p, int64_t n) {
     asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const uint8_t*>(p) + off));
 }
 
+// One matvec stage: the block loads the stage's input, then computes its
+// units. With hand-off words, a block without units skips the stage (it
+// must not wait for an input that may already hold a later stage's values),
+// and one with units first waits until every warp is done with the shared
+// memory of the stage before (without them, the grid barrier's
+// __syncthreads has done that).
+template <DType WT, DType VT, MatvecInput IN, MatvecOutput OUT, bool kHandOff>
+__device__ __forceinline__ void matvec_stage(const MatvecArgs& s, float* smem, double* red, int warp, int n_warps,
+                                             const WeightSlots& slots) {
+  if constexpr (kHandOff) {
+    if (!block_has_units<WT, OUT>(s)) return;
+    __syncthreads();
+  }
+  unsigned long long unused = 0;
+  load_input<IN, VT, kHandOff>(s, smem, red);
+  matvec_rows<WT, OUT, kHandOff>(s, smem, warp, n_warps, unused, slots);
+}
+
 template <DType WT, DType VT, typename KV>
 __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
   extern __shared__ float4 smem4[];  // matvec input, or attention scores + K/V chunk
@@ -77,7 +95,6 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
   const int n_warps = gridDim.x * kWarps;
   const int pos = a.step[1], seq = a.step[2];
   const int kvd = a.n_head_kv * a.head_dim;
-  unsigned long long unused = 0;
   unsigned int target = 0;
   int clock_at = 0;
   auto stamp = [&](int il) {
@@ -142,16 +159,6 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
     m.o.res_epoch = e;
     m.down.res_epoch = e + 3;
   };
-  // A block without units of a stage skips it: with hand-off words it must
-  // not wait for an input that may already hold a later stage's values.
-  // Before a stage's input overwrites the shared memory, every warp of the
-  // block must be done with the stage before (grid_arrive's __syncthreads
-  // without hand-off words).
-  auto runs = [&](bool has_units) {
-    if (!kHandOff) return true;
-    if (has_units) __syncthreads();
-    return has_units;
-  };
   // Between two stages: the grid barrier, if any, with the next stage's
   // first weight copies and prefetches (`between`) issued between its
   // arrival and its wait.
@@ -173,10 +180,7 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
     const unsigned e = base + kEpochsPerLayer * il;
     clock_at = 0;
     // QKV, RoPE and the KV-cache write.
-    if (runs(block_has_units<WT, O::Qkv>(m.qkv))) {
-      load_input<I::Norm, VT, kHandOff>(m.qkv, smem, red);
-      matvec_rows<WT, O::Qkv, kHandOff>(m.qkv, smem, warp, n_warps, unused, slots);
-    }
+    matvec_stage<WT, VT, I::Norm, O::Qkv, kHandOff>(m.qkv, smem, red, warp, n_warps, slots);
     handover(il, [&] {
       stage_first_units<WT, O::Residual>(m.o, slots, warp, n_warps);
       maybe_prefetch<O::Residual>(m.o, warp, n_warps);
@@ -235,20 +239,14 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
     }
 
     // Output projection into the residual.
-    if (runs(block_has_units<WT, O::Residual>(m.o))) {
-      load_input<I::Plain, VT, kHandOff>(m.o, smem, red);
-      matvec_rows<WT, O::Residual, kHandOff>(m.o, smem, warp, n_warps, unused, slots);
-    }
+    matvec_stage<WT, VT, I::Plain, O::Residual, kHandOff>(m.o, smem, red, warp, n_warps, slots);
     handover(il, [&] {
       stage_first_units<WT, O::Swiglu>(m.ffn, slots, warp, n_warps);
       maybe_prefetch<O::Residual>(m.down, warp, n_warps);
     });
 
     // RMSNorm, gate and up, SwiGLU.
-    if (runs(block_has_units<WT, O::Swiglu>(m.ffn))) {
-      load_input<I::Norm, VT, kHandOff>(m.ffn, smem, red);
-      matvec_rows<WT, O::Swiglu, kHandOff>(m.ffn, smem, warp, n_warps, unused, slots);
-    }
+    matvec_stage<WT, VT, I::Norm, O::Swiglu, kHandOff>(m.ffn, smem, red, warp, n_warps, slots);
     LayerArgs next = m;
     handover(il, [&] {
       stage_first_units<WT, O::Residual>(m.down, slots, warp, n_warps);
@@ -261,10 +259,7 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
     });
 
     // Down projection into the residual.
-    if (runs(block_has_units<WT, O::Residual>(m.down))) {
-      load_input<I::Plain, VT, kHandOff>(m.down, smem, red);
-      matvec_rows<WT, O::Residual, kHandOff>(m.down, smem, warp, n_warps, unused, slots);
-    }
+    matvec_stage<WT, VT, I::Plain, O::Residual, kHandOff>(m.down, smem, red, warp, n_warps, slots);
     if (il + 1 < a.n_layer) handover(il, [&] { stage_first_units<WT, O::Qkv>(next.qkv, slots, warp, n_warps); });
     m = next;
   }

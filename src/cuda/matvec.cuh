@@ -47,8 +47,8 @@ struct MatvecArgs {
   // The persistent kernel's hand-off (common.cuh, handoff_store): the input as
   // (value, epoch) words of x_epoch instead of x; the outputs (Qkv: every
   // q, k and v row, at its row index; Swiglu; Residual) as words of
-  // out_epoch, Residual's unless out_words is null (then plain floats to out);
-  // Residual's current values from res_words, of res_epoch.
+  // out_epoch, Residual's unless out_words is null (then plain floats to
+  // out); Residual's current values from res_words, of res_epoch.
   const uint64_t* x_words = nullptr;
   uint64_t* out_words = nullptr;
   const uint64_t* res_words = nullptr;

@@ -356,6 +356,15 @@ __device__ void matvec_rows(const MatvecArgs& a, const float* xs, int warp, int 
     pos = a.step[1];
     seq = a.step[2];
   }
+  // A Swiglu or Residual output row: a hand-off word, or a plain float
+  // (always without hand-off words; with them, for a Residual whose
+  // out_words is null).
+  auto emit = [&](int row, float v) {
+    if (kHandOff && (OUT != MatvecOutput::Residual || a.out_words))
+      handoff_store(a.out_words + row, v, a.out_epoch);
+    else
+      a.out[row] = v;
+  };
   int j = 0;  // the unit's index among this processor's (slot_at)
   for (int u = first; u < matvec_units<OUT>(a.rows); u += stride, ++j) {
     const Unit r = unit_at<OUT>(a, u);
@@ -432,18 +441,10 @@ __device__ void matvec_rows(const MatvecArgs& a, const float* xs, int warp, int 
         }
       }
     } else if constexpr (OUT == MatvecOutput::Swiglu) {
-      if constexpr (kHandOff)
-        handoff_store(a.out_words + r.ra, swiglu_cpu(va, vb, r.ra, a.rows), a.out_epoch);
-      else
-        a.out[r.ra] = swiglu_cpu(va, vb, r.ra, a.rows);
+      emit(r.ra, swiglu_cpu(va, vb, r.ra, a.rows));
     } else if constexpr (OUT == MatvecOutput::Residual) {
-      if (kHandOff && a.out_words) {
-        handoff_store(a.out_words + r.ra, e0 + va, a.out_epoch);
-        if (r.rb != r.ra) handoff_store(a.out_words + r.rb, e1 + vb, a.out_epoch);
-      } else {
-        a.out[r.ra] = e0 + va;
-        if (r.rb != r.ra) a.out[r.rb] = e1 + vb;
-      }
+      emit(r.ra, e0 + va);
+      if (r.rb != r.ra) emit(r.rb, e1 + vb);
     } else {
       a.out[r.ra] = va;
       a.out[r.rb] = vb;
