@@ -379,10 +379,12 @@ inline void panel_order(const uint8_t* a, int64_t n, float* dst) {
 template <bool kActF16>
 inline void panel_interleave(const uint8_t* a, int64_t as, int cc, int64_t n, float* dst) {
   const int64_t per = n / 8;
-  int c = 0;
-  for (; c + 4 <= cc; c += 4) {
-    const uint8_t* r = a + c * as;
-    for (int64_t s = 0; s < per; ++s) {
+  const int c4 = cc & ~3;
+  // Step by step, all the groups of four rows: each step's run of cc
+  // floats is written whole before the next.
+  for (int64_t s = 0; s < per; ++s)
+    for (int c = 0; c < c4; c += 4) {
+      const uint8_t* r = a + c * as;
       const __m256 v0 = act8<kActF16>(r, 8 * s), v1 = act8<kActF16>(r + as, 8 * s);
       const __m256 v2 = act8<kActF16>(r + 2 * as, 8 * s), v3 = act8<kActF16>(r + 3 * as, 8 * s);
       const __m256 t0 = _mm256_unpacklo_ps(v0, v1), t1 = _mm256_unpackhi_ps(v0, v1);
@@ -396,12 +398,11 @@ inline void panel_interleave(const uint8_t* a, int64_t as, int cc, int64_t n, fl
         _mm_storeu_ps(d + (l + 4) * per * cc, _mm256_extractf128_ps(u[l], 1));
       }
     }
-  }
-  for (; c < cc; ++c)
+  for (int c = c4; c < cc; ++c)
     for (int64_t s = 0; s < per; ++s)
       for (int l = 0; l < 8; ++l) dst[(l * per + s) * cc + c] = act1<kActF16>(a + c * as, 8 * s + l);
   for (int64_t e = 8 * per; e < n; ++e)
-    for (c = 0; c < cc; ++c) dst[e * cc + c] = act1<kActF16>(a + c * as, e);
+    for (int c = 0; c < cc; ++c) dst[e * cc + c] = act1<kActF16>(a + c * as, e);
 }
 
 // Whole activation rows go into a stack buffer in panel order (a row split
