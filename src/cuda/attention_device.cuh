@@ -6,6 +6,8 @@
 // its exponentials in double, and V is accumulated position by position.
 // Everything is read with __ldcg (L2), because in the persistent kernel q and
 // the cache rows were written by other blocks a moment ago.
+#include <cuda_pipeline.h>
+
 #include "cuda/attention.cuh"
 #include "cuda/common.cuh"
 
@@ -196,7 +198,7 @@ __device__ void attend_head(const float* q, const KV* k, const KV* v, int64_t st
 // every V row in one round trip, then computes all the head's scores itself
 // (the blocks of one head repeat that work, which is cheaper than a grid
 // barrier), the softmax and its slice of the weighted sum. The arithmetic is
-// attend_head's, element for element. Shared memory (floats): slice_floats().
+// attend_head's, element for element. Shared memory: slice_bytes().
 //
 // kHandOff (decode_fused.cu): the query and the new position's K and V rows come
 // from the QKV stage's hand-off words (common.cuh, epoch in_epoch: q_words,
@@ -204,59 +206,112 @@ __device__ void attend_head(const float* q, const KV* k, const KV* v, int64_t st
 // holds the earlier positions, and the output goes out as hand-off words of
 // out_epoch. Otherwise q, the cache and out, behind a grid barrier.
 
-// Its layout (floats): n_pos scores, padded to 4; the query (hd); 32 for the
-// block's maxima; K rows of hd + 1; then V's nd columns per row.
-__host__ __device__ constexpr int64_t slice_k_offset(int n_pos, int hd) { return ((n_pos + 3) & ~3) + hd + 32; }
-__host__ __device__ constexpr int64_t slice_floats(int n_pos, int hd, int nd) {
-  return slice_k_offset(n_pos, hd) + static_cast<int64_t>(n_pos) * (hd + 1 + nd);
+// Its layout: n_pos scores (floats, padded to 4); the query (hd floats); 32
+// floats for the block's maxima; then the cache rows as the cache holds them
+// (element type KV): K rows of hd + 4 elements, so that the lanes of a warp,
+// one position each, read four elements at a time from different banks;
+// then V's nd columns per row. Byte offsets; kv_bytes = sizeof(KV).
+__host__ __device__ constexpr int64_t slice_k_offset(int n_pos, int hd) {
+  return 4 * (((n_pos + 3) & ~3) + hd + 32);
+}
+__host__ __device__ constexpr int64_t slice_bytes(int n_pos, int hd, int nd, int kv_bytes) {
+  return slice_k_offset(n_pos, hd) + static_cast<int64_t>(n_pos) * (hd + 4 + nd) * kv_bytes;
 }
 
-// A value as the cache of element type KV holds it.
+// A value as the cache of element type KV holds it, and back to float.
 template <typename KV>
-__device__ __forceinline__ float as_cached(float v) {
+__device__ __forceinline__ KV to_cached(float v) {
   if constexpr (sizeof(KV) == 2)
-    return __half2float(__float2half_rn(v));
+    return __float2half_rn(v);
   else
     return v;
 }
+__device__ __forceinline__ float cached_float(float v) { return v; }
+__device__ __forceinline__ float cached_float(__half v) { return __half2float(v); }
 
+// Starts copying the cache rows [0, np) of one (query head, output slice)
+// into its layout above (cp.async, 4 elements a copy), and commits them as a
+// group; attend_slice waits for them. k and v point at position 0 of the KV
+// head, and v at the slice's first dimension. Every thread of the block
+// calls it.
+template <typename KV>
+__device__ __forceinline__ void stage_slice(uint8_t* smem, const KV* k, const KV* v, int64_t stride, int n_pos, int np,
+                                            int hd, int nd) {
+  KV* krows = reinterpret_cast<KV*>(smem + slice_k_offset(n_pos, hd));
+  KV* vrows = krows + n_pos * (hd + 4);
+  const int kc = hd / 4;
+  GridWalk at(threadIdx.x, blockDim.x, kc + nd / 4);
+  for (; at.row < np; at.next()) {
+    const int p = at.row, c = at.col;
+    if (c < kc)
+      __pipeline_memcpy_async(krows + p * (hd + 4) + 4 * c, k + p * stride + 4 * c, 4 * sizeof(KV));
+    else
+      __pipeline_memcpy_async(vrows + p * nd + 4 * (c - kc), v + p * stride + 4 * (c - kc), 4 * sizeof(KV));
+  }
+  __pipeline_commit();
+}
+
+// Four consecutive cache elements in shared memory (8- or 16-byte aligned)
+// as floats.
+__device__ __forceinline__ float4 smem4_float(const float* p) { return *reinterpret_cast<const float4*>(p); }
+__device__ __forceinline__ float4 smem4_float(const __half* p) {
+  return to_float4(*reinterpret_cast<const uint2*>(p));
+}
+
+// score_of over a staged K row (hd a multiple of 4): tensor::score_dot's
+// chains, four elements loaded at a time.
+template <typename KV>
+__device__ __forceinline__ float score_of_staged(const float* q, const KV* kp, int hd, float scale) {
+  const int n32 = hd & ~31;
+  float chain[4][8] = {};
+  QUARREL_DEVICE_NO_UNROLL
+  for (int i = 0; i < n32; i += 32) {
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const float4 kv = smem4_float(kp + i + 8 * c + 4 * h);
+        const float4 qv = smem4_float(q + i + 8 * c + 4 * h);
+        float* ch = chain[c] + 4 * h;
+        ch[0] = fmaf(kv.x, qv.x, ch[0]);
+        ch[1] = fmaf(kv.y, qv.y, ch[1]);
+        ch[2] = fmaf(kv.z, qv.z, ch[2]);
+        ch[3] = fmaf(kv.w, qv.w, ch[3]);
+      }
+    }
+  }
+  float s = tensor::add_score_chains(chain);
+  QUARREL_DEVICE_NO_UNROLL
+  for (int d = n32; d < hd; ++d) s = s + cached_float(kp[d]) * q[d];
+  return __fmul_rn(s, scale);
+}
+
+// staged: stage_slice has already started this call's copies (rows
+// [0, n_pos - 1) with hand-off words, as the persistent kernel does a stage
+// ahead); otherwise they start here.
 template <bool kHandOff, typename KV>
 __device__ void attend_slice(const float* q, const uint64_t* q_words, const uint64_t* k_new, const uint64_t* v_new,
                              unsigned in_epoch, const KV* k, const KV* v, int64_t stride, int n_pos, int hd,
                              float scale, int d0, int nd, float* out, uint64_t* out_words, unsigned out_epoch,
-                             float* smem, double* red) {
+                             uint8_t* smem, double* red, bool staged) {
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp, n_warps = blockDim.x / kWarp;
-  float* scores = smem;
+  float* scores = reinterpret_cast<float*>(smem);
   float* sq = scores + ((n_pos + 3) & ~3);
   float* red_max = sq + hd;
-  float* krows = smem + slice_k_offset(n_pos, hd);  // pitch hd + 1: a warp's lanes read different banks
-  const int kpitch = hd + 1;
-  float* vrows = krows + n_pos * kpitch;
+  const int kpitch = hd + 4;
+  KV* krows = reinterpret_cast<KV*>(smem + slice_k_offset(n_pos, hd));
+  KV* vrows = krows + n_pos * kpitch;
   // With hand-off words (kHandOff), the query and the new position's K row and
-  // V slice come from them, loaded first so that their round trip overlaps
-  // the cache rows'; otherwise everything from memory the grid barrier
-  // made visible.
+  // V slice come from them, polled while the cache rows' copies are in
+  // flight; otherwise everything from memory the grid barrier made visible.
   const int last = n_pos - 1;
   const int t = threadIdx.x;
-  const uint64_t* src = t < hd ? k_new + t : t < hd + nd ? v_new + d0 + (t - hd) : nullptr;
-  uint64_t wq = 0, wkv = 0;
+  if (!staged) stage_slice(smem, k, v + d0, stride, n_pos, kHandOff ? last : n_pos, hd, nd);
   if constexpr (kHandOff) {
+    const uint64_t* src = t < hd ? k_new + t : t < hd + nd ? v_new + d0 + (t - hd) : nullptr;
+    uint64_t wq = 0, wkv = 0;
     if (t < hd) wq = handoff_load(q_words + t);
     if (src) wkv = handoff_load(src);
-  } else {
-    for (int d = t; d < hd; d += blockDim.x) sq[d] = __ldcg(q + d);
-  }
-  // K and V in one walk: pieces [0, kc) of a row are K's, the rest V's.
-  const int kc = hd / 4;
-  stage_pieces<12>(
-      kHandOff ? last : n_pos, kc + nd / 4,
-      [&](int p, int c) {
-        return c < kc ? load4_raw(k + p * stride + 4 * c) : load4_raw(v + p * stride + d0 + 4 * (c - kc));
-      },
-      [&](int p, int c, auto x) {
-        store4(c < kc ? krows + p * kpitch + 4 * c : vrows + p * nd + 4 * (c - kc), to_float4(x));
-      });
-  if constexpr (kHandOff) {
     // Both words polled together (one round trip after their writers).
     for (bool ready = false; !ready;) {
       ready = true;
@@ -269,7 +324,7 @@ __device__ void attend_slice(const float* q, const uint64_t* q_words, const uint
         wkv = handoff_load(src);
       }
     }
-    const float kv_new = as_cached<KV>(handoff_float(wkv));
+    const KV kv_new = to_cached<KV>(handoff_float(wkv));
     if (t < hd) {
       sq[t] = handoff_float(wq);
       krows[last * kpitch + t] = kv_new;
@@ -279,16 +334,19 @@ __device__ void attend_slice(const float* q, const uint64_t* q_words, const uint
     for (int e = t + blockDim.x; e < hd + nd; e += blockDim.x) {  // past the block size
       if (e < hd) {
         sq[e] = handoff_wait(q_words + e, in_epoch);
-        krows[last * kpitch + e] = as_cached<KV>(handoff_wait(k_new + e, in_epoch));
+        krows[last * kpitch + e] = to_cached<KV>(handoff_wait(k_new + e, in_epoch));
       } else {
-        vrows[last * nd + (e - hd)] = as_cached<KV>(handoff_wait(v_new + d0 + (e - hd), in_epoch));
+        vrows[last * nd + (e - hd)] = to_cached<KV>(handoff_wait(v_new + d0 + (e - hd), in_epoch));
       }
     }
+  } else {
+    for (int d = t; d < hd; d += blockDim.x) sq[d] = __ldcg(q + d);
   }
+  __pipeline_wait_prior(0);
   __syncthreads();
   float local_max = -INFINITY;
   for (int p = threadIdx.x; p < n_pos; p += blockDim.x) {
-    const float sc = score_of(sq, krows + p * kpitch, hd, scale);
+    const float sc = score_of_staged(sq, krows + p * kpitch, hd, scale);
     scores[p] = sc;
     local_max = fmaxf(local_max, sc);
   }
@@ -312,7 +370,7 @@ __device__ void attend_slice(const float* q, const uint64_t* q_words, const uint
   if (threadIdx.x < ((8 * nd + kWarp - 1) & ~(kWarp - 1))) {
     float acc = 0;
     if (d < nd)
-      for (int p = u; p < n_pos; p += 8) acc = fmaf(vrows[p * nd + d], __fmul_rn(scores[p], inv), acc);
+      for (int p = u; p < n_pos; p += 8) acc = fmaf(cached_float(vrows[p * nd + d]), __fmul_rn(scores[p], inv), acc);
     float c[8];
 #pragma unroll
     for (int j = 0; j < 8; ++j) c[j] = __shfl_sync(0xffffffffu, acc, (lane & ~7) + j);

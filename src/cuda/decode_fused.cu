@@ -8,6 +8,8 @@
 
 namespace quarrel::cuda {
 
+size_t matvec_input_floats(DType t, const FusedStep& a);
+
 namespace {
 
 constexpr int kThreads = kMatvecThreads;
@@ -169,11 +171,34 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
     if constexpr (!kHandOff) grid_wait(a.barrier, target);
     stamp(il);
   };
+  // One-stage attention with hand-off words, when each block has at most one
+  // (head, slice) item: the block copies its earlier positions' cache rows
+  // into shared memory a layer ahead (stage_slice), so that they have
+  // arrived when its attention starts. Everything here is recomputed from
+  // the launch's parameters where it is used: the kernel is at its register
+  // limit, and values live across the layer loop cost the stages their
+  // load batching (measured: the two-stage softmax 2x slower).
+  auto kv_ahead = [&] { return kHandOff && pos < a.slice_ahead_pos; };
+  auto slice_smem = [&] { return reinterpret_cast<uint8_t*>(smem4) + a.slice_offset; };
+  auto cache_first = [&] { return static_cast<int64_t>(seq) * a.n_ctx * kvd; };
+  auto stage_ahead = [&](int il) {
+    if (!kv_ahead() || il >= a.n_layer) return;
+    const int per_head = a.head_dim / a.slice_dims, item = blockIdx.x;
+    if (item >= a.n_head * per_head) return;
+    const int g = item / per_head / (a.n_head / a.n_head_kv), d0 = (item % per_head) * a.slice_dims;
+    const int64_t first = cache_first() + g * a.head_dim;
+    stage_slice(slice_smem(), static_cast<const KV*>(a.layers[il].k_cache) + first,
+                static_cast<const KV*>(a.layers[il].v_cache) + first + d0, kvd, pos + 1, pos, a.head_dim,
+                a.slice_dims);
+  };
   LayerArgs m = layer_args(a, a.layers[0]);
   handoff(m, 0);
   stage_first_units<WT, O::Qkv>(m.qkv, slots, warp, n_warps);
   maybe_prefetch<O::Qkv>(m.qkv, warp, n_warps);
-  prefetch_kv(a.layers[0]);
+  if (kv_ahead())
+    stage_ahead(0);
+  else
+    prefetch_kv(a.layers[0]);
   stamp(-1);
   for (int il = 0; il < a.n_layer; ++il) {
     const FusedLayer& L = a.layers[il];
@@ -187,9 +212,8 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
     });
 
     const int n_pos = pos + 1, group = a.n_head / a.n_head_kv;
-    const int64_t kv_first = static_cast<int64_t>(seq) * a.n_ctx * kvd;
-    const KV* kc = static_cast<const KV*>(L.k_cache) + kv_first;
-    const KV* vc = static_cast<const KV*>(L.v_cache) + kv_first;
+    const KV* kc = static_cast<const KV*>(L.k_cache) + cache_first();
+    const KV* vc = static_cast<const KV*>(L.v_cache) + cache_first();
     if (n_pos <= a.slice_max_pos) {
       // A short context: attention in one stage, a query head's slice of
       // output dimensions per block.
@@ -198,10 +222,11 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
       for (int item = blockIdx.x; item < a.n_head * per_head; item += gridDim.x) {
         const int h = item / per_head, g = h / group;
         attend_slice<kHandOff>(a.q + h * a.head_dim, qkv_words + h * a.head_dim, qkv_words + qd + g * a.head_dim,
-                          qkv_words + qd + kvd + g * a.head_dim, e + 1, kc + g * a.head_dim, vc + g * a.head_dim, kvd,
-                          n_pos, a.head_dim, a.scale, (item % per_head) * nd, nd, a.attn + h * a.head_dim,
-                          attn_words + h * a.head_dim, e + 2, smem, red);
+                               qkv_words + qd + kvd + g * a.head_dim, e + 1, kc + g * a.head_dim, vc + g * a.head_dim,
+                               kvd, n_pos, a.head_dim, a.scale, (item % per_head) * nd, nd, a.attn + h * a.head_dim,
+                               attn_words + h * a.head_dim, e + 2, slice_smem(), red, kv_ahead());
       }
+      stage_ahead(il + 1);
       maybe_prefetch<O::Swiglu>(m.ffn, warp, n_warps);
       handover(il, [] {});
     } else {
@@ -254,7 +279,7 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
         next = layer_args(a, a.layers[il + 1]);
         handoff(next, il + 1);
         maybe_prefetch<O::Qkv>(next.qkv, warp, n_warps);
-        prefetch_kv(a.layers[il + 1]);
+        if (!kv_ahead()) prefetch_kv(a.layers[il + 1]);
       }
     });
 
@@ -300,9 +325,15 @@ void launch(FusedStep a, const FusedLayer& layer0, int n_sm, cudaStream_t s) {
   // would shrink the weight slots of quantized weights (large models, whose
   // decode streams from memory).
   a.slice_dims = slice_dims_for(a, n_sm);
+  const int kv_bytes = a.kv_f32 ? 4 : 2;
+  // Float weights keep one-stage attention's shared memory apart from the
+  // matvec input (the copies a layer ahead land there during the matvecs).
+  a.slice_offset = is_quantized(WT) ? 0 : static_cast<int>(round16(matvec_input_floats(WT, a) * sizeof(float)));
+  auto slice_end = [&](int n_pos) {
+    return a.slice_offset + slice_bytes(n_pos, a.head_dim, a.slice_dims, kv_bytes);
+  };
   if (a.slice_dims != 0) {
-    const size_t want =
-        round16(static_cast<size_t>(slice_floats(std::min(a.n_ctx, kSliceSizedPos), a.head_dim, a.slice_dims)) * 4);
+    const size_t want = round16(static_cast<size_t>(slice_end(std::min(a.n_ctx, kSliceSizedPos))));
     if (want > base && want <= kMaxDynamicSmem &&
         slot_bytes_for<WT>(layer0, cap(want)) == slot_bytes_for<WT>(layer0, cap(base)))
       base = want;
@@ -316,8 +347,11 @@ void launch(FusedStep a, const FusedLayer& layer0, int n_sm, cudaStream_t s) {
   a.slice_max_pos = 0;
   if (a.slice_dims != 0 && !env_flag("QUARREL_CUDA_TWO_STAGE_ATTENTION"))
     while (a.slice_max_pos < std::min(a.n_ctx, kSliceMaxPos) &&
-           slice_floats(a.slice_max_pos + 1, a.head_dim, a.slice_dims) * 4 <= static_cast<int64_t>(base))
+           slice_end(a.slice_max_pos + 1) <= static_cast<int64_t>(base))
       ++a.slice_max_pos;
+  a.slice_ahead_pos = 0;
+  if (!is_quantized(WT) && a.slice_dims != 0 && a.n_head * (a.head_dim / a.slice_dims) <= n_sm)
+    a.slice_ahead_pos = a.slice_max_pos;
   auto run = [&](auto kernel) {
     allow_large_smem(kernel);
     int per_sm = 0;
@@ -344,14 +378,18 @@ void launch(FusedStep a, const FusedLayer& layer0, int n_sm, cudaStream_t s) {
 
 }  // namespace
 
-size_t fused_smem_bytes(DType t, const FusedStep& a) {
-  // The matvec input: the padded row, then the norm weights (inputs of
-  // n_embd) or the quantized row (every input, for quantized weights).
+// The matvec input: the padded row, then the norm weights (inputs of n_embd)
+// or the quantized row (every input, for quantized weights); floats.
+size_t matvec_input_floats(DType t, const FusedStep& a) {
   auto input = [&](int k, bool norm) {
     const size_t extra = std::max<size_t>(norm ? k : 0, is_quantized(t) ? (qacts_bytes(k) + 3) / 4 : 0);
     return padded_size(k) + extra;
   };
-  const size_t matvec = std::max({input(a.n_embd, true), input(a.n_head * a.head_dim, false), input(a.n_ff, false)});
+  return std::max({input(a.n_embd, true), input(a.n_head * a.head_dim, false), input(a.n_ff, false)});
+}
+
+size_t fused_smem_bytes(DType t, const FusedStep& a) {
+  const size_t matvec = matvec_input_floats(t, a);
   const int group = a.n_head / a.n_head_kv;
   const size_t softmax = ((group * a.n_ctx + group + 3) & ~3) + kAttendChunkFloats;
   const size_t scores = ((a.n_head * a.head_dim + 3) & ~3) + 32 * (a.head_dim + 1);

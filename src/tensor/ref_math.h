@@ -67,6 +67,15 @@ QUARREL_HOST_DEVICE inline float hsum8(const float* v) {
 // lanes over each 32 elements (multiply-adds), the chains added
 // (0 + 2) + (1 + 3), the eight lanes by halves and then pairs, and the last
 // n % 32 elements one by one (a product, then an add).
+// score_dot's four chains of eight lanes added into one sum.
+QUARREL_HOST_DEVICE inline float add_score_chains(const float (&chain)[4][8]) {
+  float lane[8];
+  for (int l = 0; l < 8; ++l) lane[l] = (chain[0][l] + chain[2][l]) + (chain[1][l] + chain[3][l]);
+  float half[4];
+  for (int l = 0; l < 4; ++l) half[l] = lane[l] + lane[l + 4];
+  return (half[0] + half[1]) + (half[2] + half[3]);
+}
+
 QUARREL_HOST_DEVICE inline float score_dot(const float* q, const float* k, int64_t ks, int64_t n) {
   const int64_t n32 = n & ~int64_t(31);
   float chain[4][8] = {};
@@ -74,11 +83,7 @@ QUARREL_HOST_DEVICE inline float score_dot(const float* q, const float* k, int64
   for (int64_t i = 0; i < n32; i += 32)
     for (int c = 0; c < 4; ++c)
       for (int l = 0; l < 8; ++l) chain[c][l] = fmaf(k[(i + 8 * c + l) * ks], q[i + 8 * c + l], chain[c][l]);
-  float lane[8];
-  for (int l = 0; l < 8; ++l) lane[l] = (chain[0][l] + chain[2][l]) + (chain[1][l] + chain[3][l]);
-  float half[4];
-  for (int l = 0; l < 4; ++l) half[l] = lane[l] + lane[l + 4];
-  float s = (half[0] + half[1]) + (half[2] + half[3]);
+  float s = add_score_chains(chain);
   QUARREL_DEVICE_NO_UNROLL
   for (int64_t d = n32; d < n; ++d) s = s + k[d * ks] * q[d];
   return s;
