@@ -109,14 +109,17 @@ __device__ __forceinline__ float score_of(const float* q, const float* kp, int h
 
 // exp(s[p] - m) in place for positions [8 g, 8 g + 8) below n; returns the
 // group's horizontal sum (positions past n count as exp(-inf) = 0).
+// The eight loads go first and the exponentials are computed for every lane
+// (those past n then dropped), so that they overlap.
 __device__ __forceinline__ float exp_group(float* s, int g, int n, float m) {
-  float e[8];
+  float x[8], e[8];
 #pragma unroll
-  for (int l = 0; l < 8; ++l) {
-    const int p = 8 * g + l;
-    e[l] = p < n ? tensor::exp_poly(__fsub_rn(s[p], m)) : 0.0f;
-    if (p < n) s[p] = e[l];
-  }
+  for (int l = 0; l < 8; ++l) x[l] = 8 * g + l < n ? s[8 * g + l] : m;
+#pragma unroll
+  for (int l = 0; l < 8; ++l) e[l] = 8 * g + l < n ? tensor::exp_poly(__fsub_rn(x[l], m)) : 0.0f;
+#pragma unroll
+  for (int l = 0; l < 8; ++l)
+    if (8 * g + l < n) s[8 * g + l] = e[l];
   return tensor::hsum8(e);
 }
 

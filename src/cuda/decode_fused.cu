@@ -123,6 +123,18 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
     prefetch_span(static_cast<const uint8_t*>(L.v_cache) + first, pos * kvd * elem);
   };
   const WeightSlots slots{reinterpret_cast<uint8_t*>(smem4) + a.slot_offset, a.slot_bytes};
+  // The layers' table, copied into shared memory once: read from global
+  // memory, each layer's pointers cost a round trip on the path into the
+  // stage that needs them (the weights streaming through L1 evict them).
+  FusedLayer* layers = reinterpret_cast<FusedLayer*>(reinterpret_cast<uint8_t*>(smem4) + a.table_offset);
+  {
+    constexpr int kWords = sizeof(FusedLayer) / sizeof(uint64_t);
+    static_assert(sizeof(FusedLayer) % sizeof(uint64_t) == 0);
+    const uint64_t* src = reinterpret_cast<const uint64_t*>(a.layers);
+    uint64_t* dst = reinterpret_cast<uint64_t*>(layers);
+    for (int i = threadIdx.x; i < a.n_layer * kWords; i += blockDim.x) dst[i] = src[i];
+    __syncthreads();
+  }
   // Float weights hand the stages' outputs on as words with epochs
   // (common.cuh, handoff_store): a block waits for exactly the values it reads,
   // with no grid barrier and no second round trip for the data. Quantized
@@ -187,21 +199,21 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
     if (item >= a.n_head * per_head) return;
     const int g = item / per_head / (a.n_head / a.n_head_kv), d0 = (item % per_head) * a.slice_dims;
     const int64_t first = cache_first() + g * a.head_dim;
-    stage_slice(slice_smem(), static_cast<const KV*>(a.layers[il].k_cache) + first,
-                static_cast<const KV*>(a.layers[il].v_cache) + first + d0, kvd, pos + 1, pos, a.head_dim,
+    stage_slice(slice_smem(), static_cast<const KV*>(layers[il].k_cache) + first,
+                static_cast<const KV*>(layers[il].v_cache) + first + d0, kvd, pos + 1, pos, a.head_dim,
                 a.slice_dims);
   };
-  LayerArgs m = layer_args(a, a.layers[0]);
+  LayerArgs m = layer_args(a, layers[0]);
   handoff(m, 0);
   stage_first_units<WT, O::Qkv>(m.qkv, slots, warp, n_warps);
   maybe_prefetch<O::Qkv>(m.qkv, warp, n_warps);
   if (kv_ahead())
     stage_ahead(0);
   else
-    prefetch_kv(a.layers[0]);
+    prefetch_kv(layers[0]);
   stamp(-1);
   for (int il = 0; il < a.n_layer; ++il) {
-    const FusedLayer& L = a.layers[il];
+    const FusedLayer& L = layers[il];
     const unsigned e = base + kEpochsPerLayer * il;
     clock_at = 0;
     // QKV, RoPE and the KV-cache write.
@@ -276,10 +288,10 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
     handover(il, [&] {
       stage_first_units<WT, O::Residual>(m.down, slots, warp, n_warps);
       if (il + 1 < a.n_layer) {
-        next = layer_args(a, a.layers[il + 1]);
+        next = layer_args(a, layers[il + 1]);
         handoff(next, il + 1);
         maybe_prefetch<O::Qkv>(next.qkv, warp, n_warps);
-        if (!kv_ahead()) prefetch_kv(a.layers[il + 1]);
+        if (!kv_ahead()) prefetch_kv(layers[il + 1]);
       }
     });
 
@@ -316,11 +328,14 @@ template <DType WT, DType VT>
 void launch(FusedStep a, const FusedLayer& layer0, int n_sm, cudaStream_t s) {
   auto round16 = [](size_t b) { return (b + 15) & ~size_t{15}; };
   size_t base = round16(fused_smem_bytes(WT, a));
-  if (base > kMaxDynamicSmem)
-    fail_message(cat("fused decode: needs ", base, " bytes of shared memory (at most ", kMaxDynamicSmem, ")"));
+  const size_t table = fused_table_bytes(a);
+  if (base + table > kMaxDynamicSmem)
+    fail_message(cat("fused decode: needs ", base + table, " bytes of shared memory (at most ", kMaxDynamicSmem, ")"));
   // Every layer has the first layer's row sizes: the slots are sized for them.
   const int procs = kThreads / unit_lanes<WT>();
-  auto cap = [&](size_t b) { return static_cast<int64_t>((kMaxDynamicSmem - b) / (2 * procs)) & ~int64_t{15}; };
+  auto cap = [&](size_t b) {
+    return static_cast<int64_t>((kMaxDynamicSmem - table - b) / (2 * procs)) & ~int64_t{15};
+  };
   // Room for one-stage attention over kSliceSizedPos positions, unless it
   // would shrink the weight slots of quantized weights (large models, whose
   // decode streams from memory).
@@ -334,7 +349,7 @@ void launch(FusedStep a, const FusedLayer& layer0, int n_sm, cudaStream_t s) {
   };
   if (a.slice_dims != 0) {
     const size_t want = round16(static_cast<size_t>(slice_end(std::min(a.n_ctx, kSliceSizedPos))));
-    if (want > base && want <= kMaxDynamicSmem &&
+    if (want > base && want + table <= kMaxDynamicSmem &&
         slot_bytes_for<WT>(layer0, cap(want)) == slot_bytes_for<WT>(layer0, cap(base)))
       base = want;
   }
@@ -342,7 +357,8 @@ void launch(FusedStep a, const FusedLayer& layer0, int n_sm, cudaStream_t s) {
   // QUARREL_CUDA_NO_SLOTS=1 reads every weight from global memory (to
   // measure what the slots bring).
   a.slot_bytes = env_flag("QUARREL_CUDA_NO_SLOTS") ? 0 : slot_bytes_for<WT>(layer0, cap(base));
-  const size_t smem = base + static_cast<size_t>(2 * procs) * a.slot_bytes;
+  a.table_offset = static_cast<int>(base + static_cast<size_t>(2 * procs) * a.slot_bytes);
+  const size_t smem = a.table_offset + table;
   // One-stage attention up to the positions whose rows fit in `base`.
   a.slice_max_pos = 0;
   if (a.slice_dims != 0 && !env_flag("QUARREL_CUDA_TWO_STAGE_ATTENTION"))

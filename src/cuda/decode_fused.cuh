@@ -58,6 +58,8 @@ struct FusedStep {
   // Set by decode_layers: the weight slots (matvec_device.cuh) after the
   // first slot_offset bytes of dynamic shared memory; slot_bytes 0: none.
   int slot_offset = 0, slot_bytes = 0;
+  // Set by decode_layers: where the copy of `layers` goes, after the slots.
+  int table_offset = 0;
   // Set by decode_layers: contexts of up to slice_max_pos positions take
   // attention in one stage (attend_slice, slice_dims output dimensions per
   // block); longer ones in two (score_chunk, softmax_values).
@@ -147,9 +149,13 @@ constexpr int kMaxFusedGroup = 8;
 bool fused_decode_supported(tensor::DType t);
 
 // Dynamic shared memory the kernel needs for this shape, before the weight
-// slots, which take what is left up to kMaxDynamicSmem (the backend falls
-// back to five kernels per layer when this alone is more).
+// slots and the layers' table (fused_table_bytes); the slots take what is
+// left up to kMaxDynamicSmem (the backend falls back to five kernels per
+// layer when the two alone are more).
 size_t fused_smem_bytes(tensor::DType t, const FusedStep& a);
+inline size_t fused_table_bytes(const FusedStep& a) {
+  return (static_cast<size_t>(a.n_layer) * sizeof(FusedLayer) + 15) & ~size_t{15};
+}
 
 // Runs every layer for one token: x (after the embedding) in, x (before the
 // output norm) out. Zeroes the barrier counter first. Capturable in a graph.

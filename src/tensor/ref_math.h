@@ -35,12 +35,13 @@ QUARREL_HOST_DEVICE inline float exp_poly(float x) {
   const float u = b * b;
   const float j = fmaf(fmaf(fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)), u,
                        0x1.ffffecp-1f * b);
+  // Both ends computed and one selected, without branches, so that a GPU
+  // thread's exponentials of a group of eight can overlap.
   const float an = fabsf(n);
-  if (!(an > 126.0f)) return fmaf(j, k, k);
   const uint32_t g = n <= 0.0f ? 0x82000000u : 0u;
   const float s1 = bit_as<float>(g + 0x7f000000u), s2 = bit_as<float>(e - g);
-  if (an > 192.0f) return s1 * s1;
-  return fmaf(s2, j, s2) * s1;
+  const float scaled = an > 192.0f ? s1 * s1 : fmaf(s2, j, s2) * s1;
+  return !(an > 126.0f) ? fmaf(j, k, k) : scaled;
 }
 
 // silu(g) * u for one SwiGLU element, with exp_poly (elements past the last
