@@ -256,7 +256,7 @@ inline __m512 fmadd_bcast(__m512 w, const float* x, __m512 acc) {
 template <class P, int G, int C>
 inline void panel_tile(const uint8_t* w, int64_t gs, int64_t n, const float* x, float* out, int64_t os) {
   const int64_t per = n / 8;
-  __m512 part[G][C][8];
+  __m512 part[G][C][4];
   for (int l = 0; l < 8; ++l) {
     __m512 acc[G][C];
     for (int g = 0; g < G; ++g)
@@ -274,12 +274,18 @@ inline void panel_tile(const uint8_t* w, int64_t gs, int64_t n, const float* x, 
       for (int c = 0; c < C; ++c)
         for (int g = 0; g < G; ++g) acc[g][c] = fmadd_bcast(wv[g], xk + c, acc[g][c]);
     }
+    // Chain l + 4 joins chain l as soon as it is done (add_chains' first
+    // four adds), so those adds overlap the next chain's multiply-adds.
     for (int g = 0; g < G; ++g)
-      for (int c = 0; c < C; ++c) part[g][c][l] = acc[g][c];
+      for (int c = 0; c < C; ++c)
+        part[g][c][l & 3] = l < 4 ? acc[g][c] : _mm512_add_ps(acc[g][c], part[g][c][l & 3]);
   }
   for (int g = 0; g < G; ++g)
-    for (int c = 0; c < C; ++c)
-      _mm512_storeu_ps(out + c * os + 16 * g, add_tail<P>(add_chains(part[g][c]), w + g * gs, n, x + c, C));
+    for (int c = 0; c < C; ++c) {
+      const __m512* t = part[g][c];
+      const __m512 sum = _mm512_add_ps(_mm512_add_ps(t[0], t[2]), _mm512_add_ps(t[1], t[3]));
+      _mm512_storeu_ps(out + c * os + 16 * g, add_tail<P>(sum, w + g * gs, n, x + c, C));
+    }
 }
 
 // Panels [p0, p1) times C columns: G at a time, then one by one.
