@@ -252,7 +252,7 @@ inline __m512 fmadd_bcast(__m512 w, const float* x, __m512 acc) {
 // interleaved in panel order (slot k of column c at x[k * C + c]), so the C
 // broadcasts of a step read one run of C floats through one pointer. One
 // chain at a time for all G x C outputs, its partial sums parked on the
-// stack until the eight are added.
+// stack (four per output, see below) until the last adds.
 template <class P, int G, int C>
 inline void panel_tile(const uint8_t* w, int64_t gs, int64_t n, const float* x, float* out, int64_t os) {
   const int64_t per = n / 8;
