@@ -40,7 +40,8 @@ struct DevMatrix {
 struct DevLayer {
   DevMatrix wqkv;                 // q, k and v rows stacked: (n_embd, q_dim + 2 kv_dim)
   DevMatrix wq, wk, wv;           // views into wqkv, or their own copies when types differ
-  DevMatrix wo, w_gate, w_up, w_down;
+  DevMatrix w_gate_up;            // gate and up rows stacked: (n_embd, 2 n_ff)
+  DevMatrix wo, w_gate, w_up, w_down;  // w_gate and w_up: views into w_gate_up
   const float* attn_norm = nullptr;
   const float* ffn_norm = nullptr;
   const float* bias_qkv = nullptr;  // q_dim + 2 kv_dim, or null
@@ -82,6 +83,9 @@ class CudaBackend final : public runtime::Backend {
 
  private:
   DevMatrix upload_matrix(const tensor::View& v);
+  // Matrices of one type and width uploaded one after another as one
+  // matrix (returned), each also as a view into it (views[i]).
+  DevMatrix upload_stacked(std::initializer_list<const tensor::View*> parts, std::initializer_list<DevMatrix*> views);
   const float* upload_floats(const float* p, size_t n);
   void setup_fused();
   void decode_step();   // the kernels of one decode step (captured into the graph)
@@ -141,7 +145,7 @@ class CudaBackend final : public runtime::Backend {
   int32_t* h_batch_ = nullptr;  // pinned: tokens, pos, seq, out_idx, then the greedy tokens
   int32_t* d_greedy_ = nullptr;  // n_batch argmax results
   float *p_x_ = nullptr, *p_q_ = nullptr, *p_k_ = nullptr, *p_v_ = nullptr, *p_attn_ = nullptr;
-  float *p_gate_ = nullptr, *p_up_ = nullptr, *p_logits_ = nullptr, *p_rows_ = nullptr;
+  float *p_qkv_ = nullptr, *p_gate_up_ = nullptr, *p_logits_ = nullptr, *p_rows_ = nullptr;
   void* p_act_ = nullptr;    // rounded activations in the GEMM's element type
   void* cublas_ws_ = nullptr;
 };
@@ -179,19 +183,9 @@ CudaBackend::CudaBackend(const model::Model& m, runtime::BackendOptions opts) : 
   for (const auto& L : w.layers) {
     DevLayer d;
     if (L.wq.type == L.wk.type && L.wq.type == L.wv.type) {
-      // Stack q, k and v so the decode kernel reads them in one launch.
-      const int64_t rb = L.wq.row_stride;
-      uint8_t* p = arena_.alloc<uint8_t>((L.wq.rows + L.wk.rows + L.wv.rows) * rb);
-      QUARREL_CUDA_CHECK(cudaMemcpy(p, L.wq.data, L.wq.n_bytes(), cudaMemcpyHostToDevice));
-      QUARREL_CUDA_CHECK(cudaMemcpy(p + L.wq.n_bytes(), L.wk.data, L.wk.n_bytes(), cudaMemcpyHostToDevice));
-      QUARREL_CUDA_CHECK(
-          cudaMemcpy(p + L.wq.n_bytes() + L.wk.n_bytes(), L.wv.data, L.wv.n_bytes(), cudaMemcpyHostToDevice));
-      d.wqkv = {L.wq.type, static_cast<int>(L.wq.rows + L.wk.rows + L.wv.rows), static_cast<int>(L.wq.cols), rb, p};
-      d.wq = {L.wq.type, static_cast<int>(L.wq.rows), static_cast<int>(L.wq.cols), rb, p};
-      d.wk = {L.wk.type, static_cast<int>(L.wk.rows), static_cast<int>(L.wk.cols), rb, p + L.wq.n_bytes()};
-      d.wv = {L.wv.type, static_cast<int>(L.wv.rows), static_cast<int>(L.wv.cols), rb,
-              p + L.wq.n_bytes() + L.wk.n_bytes()};
-      weight_bytes_ += L.wq.n_bytes() + L.wk.n_bytes() + L.wv.n_bytes();
+      // Stack q, k and v so that decode reads them in one stage and a batch
+      // in one GEMM.
+      d.wqkv = upload_stacked({&L.wq, &L.wk, &L.wv}, {&d.wq, &d.wk, &d.wv});
     } else {
       // Mixed types (Q4_K_M keeps attn_v at Q6_K): three launches in decode.
       d.wq = upload_matrix(L.wq);
@@ -200,8 +194,7 @@ CudaBackend::CudaBackend(const model::Model& m, runtime::BackendOptions opts) : 
     }
     if (L.w_gate.type != L.w_up.type) fail_message(cat("CUDA backend: ffn_gate and ffn_up have different types; not supported yet"));
     d.wo = upload_matrix(L.wo);
-    d.w_gate = upload_matrix(L.w_gate);
-    d.w_up = upload_matrix(L.w_up);
+    d.w_gate_up = upload_stacked({&L.w_gate, &L.w_up}, {&d.w_gate, &d.w_up});
     d.w_down = upload_matrix(L.w_down);
     d.attn_norm = upload_floats(reinterpret_cast<const float*>(L.attn_norm.data), c_.n_embd);
     d.ffn_norm = upload_floats(reinterpret_cast<const float*>(L.ffn_norm.data), c_.n_embd);
@@ -246,8 +239,8 @@ CudaBackend::CudaBackend(const model::Model& m, runtime::BackendOptions opts) : 
   p_k_ = arena_.alloc<float>(B * KVD);
   p_v_ = arena_.alloc<float>(B * KVD);
   p_attn_ = arena_.alloc<float>(B * QD);
-  p_gate_ = arena_.alloc<float>(B * FF);
-  p_up_ = arena_.alloc<float>(B * FF);
+  p_qkv_ = arena_.alloc<float>(B * (QD + 2 * KVD));
+  p_gate_up_ = arena_.alloc<float>(B * 2 * FF);
   p_rows_ = arena_.alloc<float>(B * E);
   p_logits_ = arena_.alloc<float>(B * V);
   p_act_ = arena_.alloc<float>(B * wide);
@@ -301,6 +294,25 @@ CudaBackend::~CudaBackend() {
   if (h_logits_) cudaFreeHost(h_logits_);
   if (h_batch_) cudaFreeHost(h_batch_);
   if (stream_) cudaStreamDestroy(stream_);
+}
+
+DevMatrix CudaBackend::upload_stacked(std::initializer_list<const tensor::View*> parts,
+                                      std::initializer_list<DevMatrix*> views) {
+  int64_t bytes = 0, rows = 0;
+  for (const tensor::View* v : parts) {
+    bytes += v->n_bytes();
+    rows += v->rows;
+  }
+  uint8_t* p = arena_.alloc<uint8_t>(bytes);
+  const tensor::View& first = **parts.begin();
+  auto view = views.begin();
+  for (const tensor::View* v : parts) {
+    QUARREL_CUDA_CHECK(cudaMemcpy(p, v->data, v->n_bytes(), cudaMemcpyHostToDevice));
+    **view++ = {v->type, static_cast<int>(v->rows), static_cast<int>(v->cols), v->row_stride, p};
+    p += v->n_bytes();
+  }
+  weight_bytes_ += bytes;
+  return {first.type, static_cast<int>(rows), static_cast<int>(first.cols), first.row_stride, p - bytes};
 }
 
 DevMatrix CudaBackend::upload_matrix(const tensor::View& v) {
@@ -598,28 +610,37 @@ void CudaBackend::prefill_kernels(int T, int n_out, int tile_max_pos) {
     const DevLayer& L = layers_[il];
     uint8_t* kc = k_cache_ + il * layer_cache_;
     uint8_t* vc = v_cache_ + il * layer_cache_;
-    // The activation rounding depends on the weight type, so q, k and v of
-    // different types each get their own copy of the normalised input.
-    rows_for_gemm(L.wq.type, RowOp::Norm, p_x_, nullptr, E, L.attn_norm, c_.rms_eps, T, E, p_act_, stream_);
-    gemm(L.wq, p_act_, T, p_q_, QD, 0.0f);
-    if (tensor::vec_dot_type(L.wk.type) != tensor::vec_dot_type(L.wq.type))
-      rows_for_gemm(L.wk.type, RowOp::Norm, p_x_, nullptr, E, L.attn_norm, c_.rms_eps, T, E, p_act_, stream_);
-    gemm(L.wk, p_act_, T, p_k_, KVD, 0.0f);
-    if (tensor::vec_dot_type(L.wv.type) != tensor::vec_dot_type(L.wk.type))
-      rows_for_gemm(L.wv.type, RowOp::Norm, p_x_, nullptr, E, L.attn_norm, c_.rms_eps, T, E, p_act_, stream_);
-    gemm(L.wv, p_act_, T, p_v_, KVD, 0.0f);
     RopeArgs r = ra;
     r.bias = L.bias_qkv;
-    rope_and_store(r, T, p_q_, p_k_, p_v_, d_pos_, d_seq_, kc, vc, kv_f32_, stream_);
+    rows_for_gemm(L.wq.type, RowOp::Norm, p_x_, nullptr, E, L.attn_norm, c_.rms_eps, T, E, p_act_, stream_);
+    if (L.wqkv.data) {
+      // One GEMM for q, k and v (rows [q | k | v] per token): a launch and
+      // a pass over the input instead of three.
+      const int S = QD + 2 * KVD;
+      gemm(L.wqkv, p_act_, T, p_qkv_, S, 0.0f);
+      rope_and_store(r, T, {p_qkv_, p_qkv_ + QD, p_qkv_ + QD + KVD, S, S}, p_q_, d_pos_, d_seq_, kc, vc, kv_f32_,
+                     stream_);
+    } else {
+      // The activation rounding depends on the weight type, so q, k and v of
+      // different types each get their own copy of the normalised input.
+      gemm(L.wq, p_act_, T, p_q_, QD, 0.0f);
+      if (tensor::vec_dot_type(L.wk.type) != tensor::vec_dot_type(L.wq.type))
+        rows_for_gemm(L.wk.type, RowOp::Norm, p_x_, nullptr, E, L.attn_norm, c_.rms_eps, T, E, p_act_, stream_);
+      gemm(L.wk, p_act_, T, p_k_, KVD, 0.0f);
+      if (tensor::vec_dot_type(L.wv.type) != tensor::vec_dot_type(L.wk.type))
+        rows_for_gemm(L.wv.type, RowOp::Norm, p_x_, nullptr, E, L.attn_norm, c_.rms_eps, T, E, p_act_, stream_);
+      gemm(L.wv, p_act_, T, p_v_, KVD, 0.0f);
+      rope_and_store(r, T, {p_q_, p_k_, p_v_, QD, KVD}, p_q_, d_pos_, d_seq_, kc, vc, kv_f32_, stream_);
+    }
     if (!(tile_max_pos > 0 && attention_prefill(sh, T, tile_max_pos, p_q_, kc, vc, kv_f32_, d_pos_, d_seq_,
                                                 p_attn_, stream_)))
       attention(sh, T, p_q_, kc, vc, kv_f32_, d_pos_, d_seq_, 1, p_attn_, /*programmatic=*/false, stream_);
     rows_for_gemm(L.wo.type, RowOp::Plain, p_attn_, nullptr, QD, nullptr, 0, T, QD, p_act_, stream_);
     gemm(L.wo, p_act_, T, p_x_, E, 1.0f);
     rows_for_gemm(L.w_gate.type, RowOp::Norm, p_x_, nullptr, E, L.ffn_norm, c_.rms_eps, T, E, p_act_, stream_);
-    gemm(L.w_gate, p_act_, T, p_gate_, FF, 0.0f);
-    gemm(L.w_up, p_act_, T, p_up_, FF, 0.0f);
-    rows_for_gemm(L.w_down.type, RowOp::Swiglu, p_gate_, p_up_, FF, nullptr, 0, T, FF, p_act_, stream_);
+    gemm(L.w_gate_up, p_act_, T, p_gate_up_, 2 * FF, 0.0f);  // rows [gate | up] per token
+    rows_for_gemm(L.w_down.type, RowOp::Swiglu, p_gate_up_, p_gate_up_ + FF, 2 * FF, nullptr, 0, T, FF, p_act_,
+                  stream_);
     gemm(L.w_down, p_act_, T, p_x_, E, 1.0f);
   }
   if (n_out > 0) {

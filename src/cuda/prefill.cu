@@ -130,8 +130,8 @@ __global__ void gather_kernel(const float* x, const int32_t* idx, int k, float* 
     out[static_cast<int64_t>(i) * k + j] = x[static_cast<int64_t>(idx[i]) * k + j];
 }
 
-__global__ void rope_store_kernel(RopeArgs a, float* q, const float* k, const float* v, const int32_t* pos_arr,
-                                  const int32_t* seq_arr, void* k_cache, void* v_cache, bool kv_f32) {
+__global__ void rope_store_kernel(RopeArgs a, QkvRows in, float* q_out, const int32_t* pos_arr, const int32_t* seq_arr,
+                                  void* k_cache, void* v_cache, bool kv_f32) {
   const int t = blockIdx.x;
   const int half = a.head_dim / 2;
   const int q_dim = a.n_head * a.head_dim, kv_dim = a.n_head_kv * a.head_dim;
@@ -144,14 +144,14 @@ __global__ void rope_store_kernel(RopeArgs a, float* q, const float* k, const fl
     const int ra = base + (a.neox ? i : 2 * i), rb = base + (a.neox ? i + half : 2 * i + 1);
     float va, vb;
     if (ra < q_dim) {
-      va = q[static_cast<int64_t>(t) * q_dim + ra];
-      vb = q[static_cast<int64_t>(t) * q_dim + rb];
+      va = in.q[t * in.q_stride + ra];
+      vb = in.q[t * in.q_stride + rb];
     } else if (ra < q_dim + kv_dim) {
-      va = k[static_cast<int64_t>(t) * kv_dim + ra - q_dim];
-      vb = k[static_cast<int64_t>(t) * kv_dim + rb - q_dim];
+      va = in.k[t * in.kv_stride + ra - q_dim];
+      vb = in.k[t * in.kv_stride + rb - q_dim];
     } else {
-      va = v[static_cast<int64_t>(t) * kv_dim + ra - q_dim - kv_dim];
-      vb = v[static_cast<int64_t>(t) * kv_dim + rb - q_dim - kv_dim];
+      va = in.v[t * in.kv_stride + ra - q_dim - kv_dim];
+      vb = in.v[t * in.kv_stride + rb - q_dim - kv_dim];
     }
     if (a.bias) {
       va += a.bias[ra];
@@ -162,8 +162,8 @@ __global__ void rope_store_kernel(RopeArgs a, float* q, const float* k, const fl
       tensor::rope_pair(va, vb, cs, sn, &va, &vb);
     }
     if (ra < q_dim) {
-      q[static_cast<int64_t>(t) * q_dim + ra] = va;
-      q[static_cast<int64_t>(t) * q_dim + rb] = vb;
+      q_out[static_cast<int64_t>(t) * q_dim + ra] = va;
+      q_out[static_cast<int64_t>(t) * q_dim + rb] = vb;
     } else {
       const bool is_k = ra < q_dim + kv_dim;
       const int off = is_k ? q_dim : q_dim + kv_dim;
@@ -279,9 +279,9 @@ void gemm(cublasHandle_t h, GemmType g, const void* w, int rows, int k, const vo
   if (st != CUBLAS_STATUS_SUCCESS) fail_message(cat("cuBLAS GEMM failed with status ", static_cast<int>(st)));
 }
 
-void rope_and_store(const RopeArgs& a, int T, float* q, const float* k, const float* v, const int32_t* pos,
-                    const int32_t* seq, void* k_cache, void* v_cache, bool kv_f32, cudaStream_t s) {
-  rope_store_kernel<<<T, 256, 0, s>>>(a, q, k, v, pos, seq, k_cache, v_cache, kv_f32);
+void rope_and_store(const RopeArgs& a, int T, const QkvRows& in, float* q_out, const int32_t* pos, const int32_t* seq,
+                    void* k_cache, void* v_cache, bool kv_f32, cudaStream_t s) {
+  rope_store_kernel<<<T, 256, 0, s>>>(a, in, q_out, pos, seq, k_cache, v_cache, kv_f32);
   QUARREL_CUDA_CHECK(cudaGetLastError());
 }
 

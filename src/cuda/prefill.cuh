@@ -51,9 +51,17 @@ struct RopeArgs {
   const float* rope_sin;
   const float* bias;      // q_dim + 2 kv_dim or null
 };
-// q[T][q_dim], k[T][kv_dim], v[T][kv_dim]: adds bias, rotates q and k, and
-// writes k and v to the F16 cache at (seq[t], pos[t]).
-void rope_and_store(const RopeArgs& a, int T, float* q, const float* k, const float* v, const int32_t* pos,
-                    const int32_t* seq, void* k_cache, void* v_cache, bool kv_f32, cudaStream_t s);
+// A batch's q, k and v rows: row t of q at q + t * q_stride, of k and v at
+// k / v + t * kv_stride (separate arrays, or views into one [q | k | v] row).
+struct QkvRows {
+  const float* q;
+  const float* k;
+  const float* v;
+  int64_t q_stride, kv_stride;
+};
+// Adds the bias, rotates q and k, writes q to q_out[T][q_dim] (may be
+// in.q when q_stride is q_dim) and k and v to the cache at (seq[t], pos[t]).
+void rope_and_store(const RopeArgs& a, int T, const QkvRows& in, float* q_out, const int32_t* pos, const int32_t* seq,
+                    void* k_cache, void* v_cache, bool kv_f32, cudaStream_t s);
 
 }  // namespace quarrel::cuda
