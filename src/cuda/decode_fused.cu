@@ -17,7 +17,9 @@ constexpr int kWarps = kMatvecWarps;
 // The longest context that takes attention in one stage: every block of a
 // head computes all of its scores, work that grows with the positions.
 constexpr int kSliceMaxPos = 512;
-// Shared memory is sized so that contexts up to this long always can.
+// Shared memory is sized so that contexts up to this long always can: all
+// of kSliceMaxPos for float weights (no weight slots to share it with),
+// whose copies a layer ahead keep the longer rows off the critical path.
 constexpr int kSliceSizedPos = 256;
 
 // One-stage attention's output dimensions per block: the narrowest slices
@@ -348,7 +350,8 @@ void launch(FusedStep a, const FusedLayer& layer0, int n_sm, cudaStream_t s) {
     return a.slice_offset + slice_bytes(n_pos, a.head_dim, a.slice_dims, kv_bytes);
   };
   if (a.slice_dims != 0) {
-    const size_t want = round16(static_cast<size_t>(slice_end(std::min(a.n_ctx, kSliceSizedPos))));
+    const int sized = is_quantized(WT) ? kSliceSizedPos : kSliceMaxPos;
+    const size_t want = round16(static_cast<size_t>(slice_end(std::min(a.n_ctx, sized))));
     if (want > base && want + table <= kMaxDynamicSmem &&
         slot_bytes_for<WT>(layer0, cap(want)) == slot_bytes_for<WT>(layer0, cap(base)))
       base = want;
