@@ -292,12 +292,14 @@ __device__ __forceinline__ float score_of_staged(const float* q, const KV* kp, i
 // staged: stage_slice has already started this call's copies (rows
 // [0, n_pos - 1) with hand-off words, as the persistent kernel does a stage
 // ahead); otherwise they start here.
-template <bool kHandOff, typename KV>
+// kBlockWarps: the block's warps (blockDim.x / 32), a constant so that the
+// sums and maxima over the warps unroll and their loads go out together.
+template <bool kHandOff, int kBlockWarps, typename KV>
 __device__ void attend_slice(const float* q, const uint64_t* q_words, const uint64_t* k_new, const uint64_t* v_new,
                              unsigned in_epoch, const KV* k, const KV* v, int64_t stride, int n_pos, int hd,
                              float scale, int d0, int nd, float* out, uint64_t* out_words, unsigned out_epoch,
                              uint8_t* smem, double* red, bool staged) {
-  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp, n_warps = blockDim.x / kWarp;
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
   float* scores = reinterpret_cast<float*>(smem);
   float* sq = scores + ((n_pos + 3) & ~3);
   float* red_max = sq + hd;
@@ -357,14 +359,16 @@ __device__ void attend_slice(const float* q, const uint64_t* q_words, const uint
   if (lane == 0) red_max[warp] = local_max;
   __syncthreads();
   float m = red_max[0];
-  for (int w = 1; w < n_warps; ++w) m = fmaxf(m, red_max[w]);
+#pragma unroll
+  for (int w = 1; w < kBlockWarps; ++w) m = fmaxf(m, red_max[w]);
   double sum = 0;
   for (int g = threadIdx.x; 8 * g < n_pos; g += blockDim.x) sum += exp_group(scores, g, n_pos, m);
   for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
   if (lane == 0) red[warp] = sum;
   __syncthreads();
   double total = 0;
-  for (int w = 0; w < n_warps; ++w) total += red[w];
+#pragma unroll
+  for (int w = 0; w < kBlockWarps; ++w) total += red[w];
   const float inv = static_cast<float>(1.0 / total);
   // Eight threads per output dimension, thread u of them holding the chain
   // of the positions p % 8 == u; the chains meet in the first of the eight
@@ -372,7 +376,10 @@ __device__ void attend_slice(const float* q, const uint64_t* q_words, const uint
   const int d = threadIdx.x / 8, u = threadIdx.x % 8;
   if (threadIdx.x < ((8 * nd + kWarp - 1) & ~(kWarp - 1))) {
     float acc = 0;
+    // Unrolled so that the loads of four positions go out together (the
+    // multiply-adds stay one chain, in position order).
     if (d < nd)
+#pragma unroll 4
       for (int p = u; p < n_pos; p += 8) acc = fmaf(cached_float(vrows[p * nd + d]), __fmul_rn(scores[p], inv), acc);
     float c[8];
 #pragma unroll

@@ -235,7 +235,7 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
       if (kHandOff) __syncthreads();  // every warp is done with the QKV stage's input
       for (int item = blockIdx.x; item < a.n_head * per_head; item += gridDim.x) {
         const int h = item / per_head, g = h / group;
-        attend_slice<kHandOff>(a.q + h * a.head_dim, qkv_words + h * a.head_dim, qkv_words + qd + g * a.head_dim,
+        attend_slice<kHandOff, kWarps>(a.q + h * a.head_dim, qkv_words + h * a.head_dim, qkv_words + qd + g * a.head_dim,
                                qkv_words + qd + kvd + g * a.head_dim, e + 1, kc + g * a.head_dim, vc + g * a.head_dim,
                                kvd, n_pos, a.head_dim, a.scale, (item % per_head) * nd, nd, a.attn + h * a.head_dim,
                                attn_words + h * a.head_dim, e + 2, slice_smem(), red, kv_ahead());
