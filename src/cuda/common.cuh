@@ -66,7 +66,10 @@ __device__ __forceinline__ float block_sum(float v, float* scratch32) {
   return warp_sum(v);
 }
 
-// Sum over the whole block of double values (scratch: 32 doubles).
+// Sum over the whole block of kWarps warps of double values (scratch: 32
+// doubles). kWarps is a constant so that the loads of the warps' sums go
+// out together (a runtime loop waited for each before its add).
+template <int kWarps>
 __device__ __forceinline__ double block_sum_double(double v, double* scratch32) {
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
 #pragma unroll
@@ -75,7 +78,8 @@ __device__ __forceinline__ double block_sum_double(double v, double* scratch32) 
   if (lane == 0) scratch32[warp] = v;
   __syncthreads();
   double total = 0;
-  for (int w = 0; w < static_cast<int>(blockDim.x / kWarp); ++w) total += scratch32[w];
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) total += scratch32[w];
   return total;
 }
 

@@ -56,7 +56,7 @@ __device__ void load_input(const MatvecArgs& a, float* xs, double* red) {
   else
     for_each_batched<kNorm>(a.x, a.norm_w, k, put);
   if constexpr (IN == MatvecInput::Norm) {
-    const float scale = rms_scale(block_sum_double(ss, red), k, a.eps);
+    const float scale = rms_scale(block_sum_double<kMatvecWarps>(ss, red), k, a.eps);
     for (int i = threadIdx.x; i < k; i += blockDim.x)
       xs[padded(i)] = round_activation<VT>((xs[padded(i)] * scale) * ws[i]);
   }

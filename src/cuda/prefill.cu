@@ -25,6 +25,8 @@ __device__ __forceinline__ void store_as(float* p, float v) { *p = v; }
 __device__ __forceinline__ void store_as(__half* p, float v) { *p = __float2half_rn(v); }
 __device__ __forceinline__ void store_as(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
 
+constexpr int kRowsThreads = 256;  // rows_kernel's block
+
 template <DType VT, typename OutT>
 __global__ void rows_kernel(RowOp op, const float* x, const float* x2, int64_t stride, const float* norm_w,
                             float eps, int k, OutT* out) {
@@ -51,7 +53,7 @@ __global__ void rows_kernel(RowOp op, const float* x, const float* x2, int64_t s
   else
     for_each_batched<true>(xr, op == RowOp::Swiglu ? x2 + t * stride : norm_w, k, put);
   if (op == RowOp::Norm) {
-    const float scale = rms_scale(block_sum_double(ss, red), k, eps);
+    const float scale = rms_scale(block_sum_double<kRowsThreads / kWarp>(ss, red), k, eps);
     for (int i = threadIdx.x; i < k; i += blockDim.x) xs[padded(i)] = (xs[padded(i)] * scale) * xs[padded_size(k) + i];
   }
   __syncthreads();
@@ -208,7 +210,7 @@ void launch_rows(RowOp op, const float* x, const float* x2, int64_t stride, cons
   const size_t smem = (padded_size(k) + (op == RowOp::Norm ? k : 0)) * sizeof(float);
   auto kern = rows_kernel<VT, OutT>;
   allow_large_smem(kern);
-  kern<<<T, 256, smem, s>>>(op, x, x2, stride, norm_w, eps, k, static_cast<OutT*>(out));
+  kern<<<T, kRowsThreads, smem, s>>>(op, x, x2, stride, norm_w, eps, k, static_cast<OutT*>(out));
   QUARREL_CUDA_CHECK(cudaGetLastError());
 }
 
