@@ -5,7 +5,9 @@
 // its products in dimension order (a multiply, then an add), the softmax sums
 // its exponentials in double, and V is accumulated position by position.
 // Everything is read with __ldcg (L2), because in the persistent kernel q and
-// the cache rows were written by other blocks a moment ago.
+// the cache rows were written by other blocks a moment ago; the one-stage
+// kernel's cp.async copies read rows written by earlier launches, or, behind
+// the grid barrier (an acquire at GPU scope), by this one.
 #include <cuda_pipeline.h>
 
 #include "cuda/attention.cuh"

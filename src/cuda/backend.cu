@@ -390,7 +390,8 @@ void CudaBackend::setup_fused() {
       if (mm->type != t) return;
   }
   if (!fused_decode_supported(t) || c_.head_dim % 4 != 0 || c_.gqa_ratio() > kMaxFusedGroup) return;
-  if (fused_smem_bytes(t, a) + fused_table_bytes(a) > kMaxDynamicSmem) return;  // a long context: five kernels per layer
+  // A long context: five kernels per layer.
+  if (fused_smem_bytes(t, a) + fused_table_bytes(a) > kMaxDynamicSmem) return;
   FusedLayer* d_layers = arena_.alloc<FusedLayer>(host_layers_.size());
   QUARREL_CUDA_CHECK(cudaMemcpy(d_layers, host_layers_.data(), host_layers_.size() * sizeof(FusedLayer),
                                 cudaMemcpyHostToDevice));

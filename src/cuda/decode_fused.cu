@@ -235,10 +235,11 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
       if (kHandOff) __syncthreads();  // every warp is done with the QKV stage's input
       for (int item = blockIdx.x; item < a.n_head * per_head; item += gridDim.x) {
         const int h = item / per_head, g = h / group;
-        attend_slice<kHandOff, kWarps>(a.q + h * a.head_dim, qkv_words + h * a.head_dim, qkv_words + qd + g * a.head_dim,
-                               qkv_words + qd + kvd + g * a.head_dim, e + 1, kc + g * a.head_dim, vc + g * a.head_dim,
-                               kvd, n_pos, a.head_dim, a.scale, (item % per_head) * nd, nd, a.attn + h * a.head_dim,
-                               attn_words + h * a.head_dim, e + 2, slice_smem(), red, kv_ahead());
+        attend_slice<kHandOff, kWarps>(
+            a.q + h * a.head_dim, qkv_words + h * a.head_dim, qkv_words + qd + g * a.head_dim,
+            qkv_words + qd + kvd + g * a.head_dim, e + 1, kc + g * a.head_dim, vc + g * a.head_dim, kvd, n_pos,
+            a.head_dim, a.scale, (item % per_head) * nd, nd, a.attn + h * a.head_dim, attn_words + h * a.head_dim,
+            e + 2, slice_smem(), red, kv_ahead());
       }
       stage_ahead(il + 1);
       maybe_prefetch<O::Swiglu>(m.ffn, warp, n_warps);
@@ -338,9 +339,9 @@ void launch(FusedStep a, const FusedLayer& layer0, int n_sm, cudaStream_t s) {
   auto cap = [&](size_t b) {
     return static_cast<int64_t>((kMaxDynamicSmem - table - b) / (2 * procs)) & ~int64_t{15};
   };
-  // Room for one-stage attention over kSliceSizedPos positions, unless it
-  // would shrink the weight slots of quantized weights (large models, whose
-  // decode streams from memory).
+  // Room for one-stage attention over kSliceSizedPos positions (float
+  // weights: kSliceMaxPos), unless it would shrink the weight slots of
+  // quantized weights (large models, whose decode streams from memory).
   a.slice_dims = slice_dims_for(a, n_sm);
   const int kv_bytes = a.kv_f32 ? 4 : 2;
   // Float weights keep one-stage attention's shared memory apart from the
