@@ -115,12 +115,14 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
   // Prefetches are issued at the end of a stage, after its own loads, for a
   // stage at least one barrier later: issued earlier they queue in front of
   // the stage's critical loads on the same multiprocessor.
+  // The first cache element of this step's sequence in a layer's K or V.
+  auto cache_first = [&] { return static_cast<int64_t>(seq) * a.n_ctx * kvd; };
   auto prefetch_kv = [&](const FusedLayer& L) {
     // The cached K and V of the earlier positions: the weights streaming
     // through L2 evict them between tokens, and attention runs on only a few
     // blocks, each of which would otherwise wait on memory.
     const int64_t elem = a.kv_f32 ? 4 : 2;
-    const int64_t first = static_cast<int64_t>(seq) * a.n_ctx * kvd * elem;
+    const int64_t first = cache_first() * elem;
     prefetch_span(static_cast<const uint8_t*>(L.k_cache) + first, pos * kvd * elem);
     prefetch_span(static_cast<const uint8_t*>(L.v_cache) + first, pos * kvd * elem);
   };
@@ -194,7 +196,6 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
   // load batching (measured: the two-stage softmax 2x slower).
   auto kv_ahead = [&] { return kHandOff && pos < a.slice_ahead_pos; };
   auto slice_smem = [&] { return reinterpret_cast<uint8_t*>(smem4) + a.slice_offset; };
-  auto cache_first = [&] { return static_cast<int64_t>(seq) * a.n_ctx * kvd; };
   auto stage_ahead = [&](int il) {
     if (!kv_ahead() || il >= a.n_layer) return;
     const int per_head = a.head_dim / a.slice_dims, item = blockIdx.x;

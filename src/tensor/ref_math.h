@@ -63,12 +63,8 @@ QUARREL_HOST_DEVICE inline float hsum8(const float* v) {
   return (t[0] + t[2]) + (t[1] + t[3]);
 }
 
-// q . k over n elements (k strided by ks) in the order of ggml's AVX2
-// ggml_vec_dot_f32, which makes the attention scores: four chains of eight
-// lanes over each 32 elements (multiply-adds), the chains added
-// (0 + 2) + (1 + 3), the eight lanes by halves and then pairs, and the last
-// n % 32 elements one by one (a product, then an add).
-// score_dot's four chains of eight lanes added into one sum.
+// score_dot's four chains of eight lanes added into one sum (also used by
+// the CUDA attention, which loads the chains' elements its own way).
 QUARREL_HOST_DEVICE inline float add_score_chains(const float (&chain)[4][8]) {
   float lane[8];
   for (int l = 0; l < 8; ++l) lane[l] = (chain[0][l] + chain[2][l]) + (chain[1][l] + chain[3][l]);
@@ -77,6 +73,11 @@ QUARREL_HOST_DEVICE inline float add_score_chains(const float (&chain)[4][8]) {
   return (half[0] + half[1]) + (half[2] + half[3]);
 }
 
+// q . k over n elements (k strided by ks) in the order of ggml's AVX2
+// ggml_vec_dot_f32, which makes the attention scores: four chains of eight
+// lanes over each 32 elements (multiply-adds), the chains added
+// (0 + 2) + (1 + 3), the eight lanes by halves and then pairs, and the last
+// n % 32 elements one by one (a product, then an add).
 QUARREL_HOST_DEVICE inline float score_dot(const float* q, const float* k, int64_t ks, int64_t n) {
   const int64_t n32 = n & ~int64_t(31);
   float chain[4][8] = {};
