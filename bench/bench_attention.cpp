@@ -16,13 +16,16 @@ struct AttnData {
 };
 
 // n_kv KV heads, each shared by `ratio` query heads, laid out as the
-// backend's cache: K transposed ([kv_dim][seq]), V as rows of kv_dim floats.
+// backend's cache: K transposed ([kv_dim][ks]), V as rows of kv_dim floats.
 void run_attention(benchmark::State& st, const cpu::Kernels* kt, int64_t n_kv, int64_t ratio, int64_t seq,
                    int64_t hd) {
   const int64_t kvd = n_kv * hd, nq = n_kv * ratio;
+  // K rows padded as the backend pads them (a cache line past a whole one),
+  // so that they do not all fall into the same few L1 sets.
+  const int64_t ks = (seq + 15) / 16 * 16 + 16;
   AttnData d;
   d.q = random_floats(nq * hd, 1);
-  d.k = random_floats(seq * kvd, 2);
+  d.k = random_floats(ks * kvd, 2);
   d.v = random_floats(seq * kvd, 3);
   d.scores.resize(ratio * seq);
   d.out.resize(nq * hd);
@@ -32,8 +35,8 @@ void run_attention(benchmark::State& st, const cpu::Kernels* kt, int64_t n_kv, i
       a.q = d.q.data() + h * ratio * hd;
       a.n_q = ratio;
       a.q_stride = hd;
-      a.k = d.k.data() + h * hd * seq;
-      a.k_stride = seq;
+      a.k = d.k.data() + h * hd * ks;
+      a.k_stride = ks;
       a.v = d.v.data() + h * hd;
       a.v_stride = kvd;
       a.n_pos = seq;

@@ -94,7 +94,7 @@ class CpuBackend final : public runtime::Backend {
 
   // K of (layer, seq), transposed: dimension d of KV head h at row h * head_dim + d.
   float* k_cache(int64_t layer, int64_t seq) {
-    return k_cache_.data() + (layer * opts_.n_seq + seq) * c_.kv_dim() * opts_.n_ctx;
+    return k_cache_.data() + (layer * opts_.n_seq + seq) * c_.kv_dim() * k_stride_;
   }
   float* v_cache(int64_t layer, int64_t seq, int64_t pos) {
     return v_cache_.data() + ((layer * opts_.n_seq + seq) * opts_.n_ctx + pos) * c_.kv_dim();
@@ -110,9 +110,14 @@ class CpuBackend final : public runtime::Backend {
   std::unique_ptr<uint8_t, FreeDeleter> packed_;  // every packed copy, 64-byte aligned
 
   // KV cache, F32 like the llama.cpp reference runs. K is transposed,
-  // [layer][seq][kv_dim][n_ctx], so attention scores run along positions;
+  // [layer][seq][kv_dim][k_stride_], so attention scores run along positions;
   // V is [layer][seq][pos][kv_dim].
   std::vector<float> k_cache_, v_cache_;
+  // A K row's floats: n_ctx rounded up to a cache line, plus one line. A
+  // score reads one line from each of head_dim rows; rows a power of two
+  // apart fall into a few L1 sets and evict each other (measured on Zen 3,
+  // head_dim 128 at 256 positions: 13 us with a 1 KiB stride, 5.7 us padded).
+  int64_t k_stride_ = 0;
   // Scratch for one batch, sized at load for n_batch tokens.
   std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, proj_;
   std::vector<float> rope_cos_, rope_sin_;  // [n_batch][n_rot / 2]
@@ -132,7 +137,8 @@ CpuBackend::CpuBackend(const model::Model& m, runtime::BackendOptions opts, cons
     : c_(m.config), w_(m.weights), opts_(opts), kern_(kernels), pool_(opts.n_threads) {
   const int64_t B = opts_.n_batch;
   const int64_t kv_elems = c_.n_layer * opts_.n_seq * opts_.n_ctx * c_.kv_dim();
-  k_cache_.assign(kv_elems, 0.0f);
+  k_stride_ = (opts_.n_ctx + 15) / 16 * 16 + 16;
+  k_cache_.assign(c_.n_layer * opts_.n_seq * c_.kv_dim() * k_stride_, 0.0f);
   v_cache_.assign(kv_elems, 0.0f);
   const int64_t wide = std::max({c_.n_embd, c_.q_dim(), c_.n_ff});
   x_.resize(B * c_.n_embd);
@@ -323,7 +329,7 @@ void CpuBackend::attention_block(int64_t il, int ith, int nth) {
       if (bk) kern_.add_f32(v, bk + h * HD, HD);
       if (kn) kern_.rms_norm(v, kn, c_.rms_eps, HD, v);
       kern_.rope_apply(v, cs, sn, half, c_.arch.rope_neox);
-      for (int64_t d = 0; d < HD; ++d) kc[(h * HD + d) * opts_.n_ctx] = v[d];
+      for (int64_t d = 0; d < HD; ++d) kc[(h * HD + d) * k_stride_] = v[d];
     }
     for (int64_t h = v0; h < v1; ++h) {
       float* v = v_.data() + t * KVD + h * HD;
@@ -355,8 +361,8 @@ void CpuBackend::attention_block(int64_t il, int ith, int nth) {
     args.q = q_.data() + t * QD + h * HD;
     args.n_q = n_q;
     args.q_stride = HD;
-    args.k = k_cache(il, e.seq) + kvh * HD * opts_.n_ctx;
-    args.k_stride = opts_.n_ctx;
+    args.k = k_cache(il, e.seq) + kvh * HD * k_stride_;
+    args.k_stride = k_stride_;
     args.v = v_cache(il, e.seq, 0) + kvh * HD;
     args.v_stride = KVD;
     args.n_pos = e.pos + 1;
