@@ -25,7 +25,9 @@ void run_attention(benchmark::State& st, const cpu::Kernels* kt, int64_t n_kv, i
   const int64_t ks = (seq + 15) / 16 * 16 + 16;
   AttnData d;
   d.q = random_floats(nq * hd, 1);
-  d.k = random_floats(ks * kvd, 2);
+  d.k = random_floats(ks * kvd + 16, 2);
+  // ... and starting a cache line, as the backend's does.
+  const float* k0 = d.k.data() + (64 - reinterpret_cast<uintptr_t>(d.k.data()) % 64) % 64 / sizeof(float);
   d.v = random_floats(seq * kvd, 3);
   d.scores.resize(ratio * seq);
   d.out.resize(nq * hd);
@@ -35,7 +37,7 @@ void run_attention(benchmark::State& st, const cpu::Kernels* kt, int64_t n_kv, i
       a.q = d.q.data() + h * ratio * hd;
       a.n_q = ratio;
       a.q_stride = hd;
-      a.k = d.k.data() + h * hd * ks;
+      a.k = k0 + h * hd * ks;
       a.k_stride = ks;
       a.v = d.v.data() + h * hd;
       a.v_stride = kvd;

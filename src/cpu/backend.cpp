@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
+#include <new>
 #include <set>
 #include <thread>
 #include <vector>
@@ -47,7 +49,7 @@ struct LayerMatrices {
 };
 
 struct FreeDeleter {
-  void operator()(uint8_t* p) const { std::free(p); }
+  void operator()(void* p) const { std::free(p); }
 };
 
 class CpuBackend final : public runtime::Backend {
@@ -94,7 +96,7 @@ class CpuBackend final : public runtime::Backend {
 
   // K of (layer, seq), transposed: dimension d of KV head h at row h * head_dim + d.
   float* k_cache(int64_t layer, int64_t seq) {
-    return k_cache_.data() + (layer * opts_.n_seq + seq) * c_.kv_dim() * k_stride_;
+    return k_cache_.get() + (layer * opts_.n_seq + seq) * c_.kv_dim() * k_stride_;
   }
   float* v_cache(int64_t layer, int64_t seq, int64_t pos) {
     return v_cache_.data() + ((layer * opts_.n_seq + seq) * opts_.n_ctx + pos) * c_.kv_dim();
@@ -112,7 +114,9 @@ class CpuBackend final : public runtime::Backend {
   // KV cache, F32 like the llama.cpp reference runs. K is transposed,
   // [layer][seq][kv_dim][k_stride_], so attention scores run along positions;
   // V is [layer][seq][pos][kv_dim].
-  std::vector<float> k_cache_, v_cache_;
+  // K is 64-byte aligned, so that every row starts a cache line.
+  std::unique_ptr<float, FreeDeleter> k_cache_;
+  std::vector<float> v_cache_;
   // A K row's floats: n_ctx rounded up to a cache line, plus one line. A
   // score reads one line from each of head_dim rows; rows a power of two
   // apart fall into a few L1 sets and evict each other (measured on Zen 3,
@@ -138,7 +142,10 @@ CpuBackend::CpuBackend(const model::Model& m, runtime::BackendOptions opts, cons
   const int64_t B = opts_.n_batch;
   const int64_t kv_elems = c_.n_layer * opts_.n_seq * opts_.n_ctx * c_.kv_dim();
   k_stride_ = (opts_.n_ctx + 15) / 16 * 16 + 16;
-  k_cache_.assign(c_.n_layer * opts_.n_seq * c_.kv_dim() * k_stride_, 0.0f);
+  const size_t k_bytes = sizeof(float) * c_.n_layer * opts_.n_seq * c_.kv_dim() * k_stride_;
+  k_cache_.reset(static_cast<float*>(std::aligned_alloc(64, k_bytes)));
+  if (!k_cache_) throw std::bad_alloc();
+  std::memset(k_cache_.get(), 0, k_bytes);
   v_cache_.assign(kv_elems, 0.0f);
   const int64_t wide = std::max({c_.n_embd, c_.q_dim(), c_.n_ff});
   x_.resize(B * c_.n_embd);

@@ -449,20 +449,28 @@ void attend(const AttendArgs& a) {
     m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
     const __m256 vm = _mm256_set1_ps(_mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4))));
     // exp in groups of eight, each group's sum added in double (lanes past
-    // the end are exp(-inf) = 0, as in ggml's padded row).
+    // the end are exp(-inf) = 0, as in ggml's padded row). Whole groups use
+    // plain loads and stores: a masked store is microcoded on some cores
+    // (Zen 3 among them); only the last, partial group goes through a mask.
+    const int64_t whole = a.n_pos & ~int64_t(7);
     double sum = 0;
-    for (int64_t j = 0; j < a.n_pos; j += 8) {
-      const __m256i m = lanes_below(a.n_pos - j);
-      const __m256 x = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), _mm256_maskload_ps(s + j, m), _mm256_castsi256_ps(m));
+    for (int64_t i = 0; i < whole; i += 8) {
+      const __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(s + i), vm));
+      _mm256_storeu_ps(s + i, e);
+      sum += hsum(e);
+    }
+    const __m256i tail = lanes_below(a.n_pos - whole);
+    if (whole < a.n_pos) {
+      const __m256 x = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), _mm256_maskload_ps(s + whole, tail),
+                                        _mm256_castsi256_ps(tail));
       const __m256 e = exp_ps(_mm256_sub_ps(x, vm));
-      _mm256_maskstore_ps(s + j, m, e);
+      _mm256_maskstore_ps(s + whole, tail, e);
       sum += hsum(e);
     }
     const __m256 vinv = _mm256_set1_ps(static_cast<float>(1.0 / sum));
-    for (int64_t j = 0; j < a.n_pos; j += 8) {
-      const __m256i m = lanes_below(a.n_pos - j);
-      _mm256_maskstore_ps(s + j, m, _mm256_mul_ps(_mm256_maskload_ps(s + j, m), vinv));
-    }
+    for (int64_t i = 0; i < whole; i += 8) _mm256_storeu_ps(s + i, _mm256_mul_ps(_mm256_loadu_ps(s + i), vinv));
+    if (whole < a.n_pos)
+      _mm256_maskstore_ps(s + whole, tail, _mm256_mul_ps(_mm256_maskload_ps(s + whole, tail), vinv));
   }
   // V for the heads together, four at a time: each row read once per pass.
   for (int64_t h = 0; h < a.n_q;) {
