@@ -207,6 +207,42 @@ TEST(CpuKernels, PackedMatmulMatchesScalar) {
   }
 }
 
+// The float panel kernels sum in the reference's order (eight chains, their
+// horizontal sum, then the last n % 8 one by one), so they must agree with it
+// to the bit: the model-level tests compare logits with llama.cpp's. Row
+// lengths below eight, with a tail, and longer than a chain's prefetch
+// distance; every column-tile width and its remainders.
+TEST(CpuKernels, PackedFloatMatmulIsBitExact) {
+  const Kernels& ref = kernels_scalar();
+  for (const Kernels* k : kernels_available()) {
+    for (DType t : {DType::F16, DType::F32}) {
+      if (!k->matmul_packed[dtype_index(t)]) continue;
+      for (int64_t n : {5, 64, 100, 579, 4103}) {
+        for (int64_t n_cols : {1, 2, 3, 4, 5, 6, 7, 11, 12, 13, 25}) {
+          const uint64_t seed = seed_for();
+          SCOPED_TRACE(::testing::Message() << k->isa << " " << tensor::dtype_name(t) << " n=" << n
+                                            << " cols=" << n_cols << " seed=" << seed);
+          std::mt19937_64 rng(seed);
+          const int64_t rows = 64, r0 = 16, r1 = 64, os = rows + 3;
+          const DType at = tensor::vec_dot_type(t);
+          const int64_t wrb = tensor::row_bytes(t, n), arb = tensor::row_bytes(at, n);
+          const auto w = random_weights(rng, t, rows, n);
+          std::vector<uint8_t> packed(rows / kPackRows * packed_group_bytes(t, n));
+          pack_rows(t, w.data(), wrb, rows, n, packed.data());
+          std::vector<uint8_t> a(n_cols * arb);
+          for (int64_t c = 0; c < n_cols; ++c)
+            ref.quantize[dtype_index(at)](random_floats(rng, n).data(), a.data() + c * arb, n);
+          std::vector<float> want(n_cols * os, -1.0f), got(n_cols * os, -1.0f);
+          ref.matmul[dtype_index(t)](w.data(), wrb, r0, r1, n, a.data(), arb, n_cols, want.data(), os);
+          k->matmul_packed[dtype_index(t)](packed.data(), packed_group_bytes(t, n), r0, r1, n, a.data(), arb, n_cols,
+                                          got.data(), os);
+          for (int64_t i = 0; i < n_cols * os; ++i) ASSERT_EQ(got[i], want[i]) << "r=" << i % os << " c=" << i / os;
+        }
+      }
+    }
+  }
+}
+
 // Activation converters must give the reference's bytes exactly: the same
 // rounding is what keeps the integer dot products identical.
 TEST(CpuKernels, QuantizeIsBitExact) {

@@ -16,6 +16,8 @@ namespace quarrel::cpu::avx2 {
 
 // Shared with the AVX-512 table (x86_avx512.cpp).
 void attend(const AttendArgs& a);
+// The F32/F16 kernels on packed panels (x86_avx2_panels.cpp).
+void add_panel_kernels(Kernels& k);
 
 namespace {
 
@@ -621,6 +623,7 @@ void add_float_kernels(Kernels& k) {
   k.lora_forward = lora_forward;
   k.lora_grad = lora_grad;
   k.fma_peak_probe = fma_peak_probe;
+  add_panel_kernels(k);
 }
 
 }  // namespace quarrel::cpu::avx2
