@@ -214,15 +214,34 @@ double sum_squares(const float* x, int64_t n, int64_t* done) {
   return hsum_pd(_mm256_add_pd(_mm256_add_pd(acc[0], acc[1]), _mm256_add_pd(acc[2], acc[3])));
 }
 
+}  // namespace
+
+// True when a store to `out` a little above `in` (modulo 4 KiB) would be
+// followed by loads whose low twelve address bits match it: the core then
+// takes the loads as depending on the store (4K aliasing) and waits for it.
+// Walking such rows backwards keeps the stores behind the loads.
+bool store_runs_ahead(const float* in, const float* out) {
+  const auto d = (reinterpret_cast<uintptr_t>(out) - reinterpret_cast<uintptr_t>(in)) & 4095;
+  return d != 0 && d < 2048;
+}
+
+namespace {
+
 void rms_norm(const float* x, const float* w, float eps, int64_t n, float* out) {
   int64_t i = 0;
   double sum = sum_squares(x, n, &i);
   for (; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
   const float scale = 1.0f / std::sqrt(static_cast<float>(sum / n) + eps);
   const __m256 vs = _mm256_set1_ps(scale);
-  for (i = 0; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vs), _mm256_loadu_ps(w + i)));
-  for (; i < n; ++i) out[i] = (x[i] * scale) * w[i];
+  const auto at = [&](int64_t j) {
+    _mm256_storeu_ps(out + j, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + j), vs), _mm256_loadu_ps(w + j)));
+  };
+  const int64_t body = n & ~int64_t{7};
+  for (i = body; i < n; ++i) out[i] = (x[i] * scale) * w[i];
+  if (store_runs_ahead(x, out) || store_runs_ahead(w, out))
+    for (i = body - 8; i >= 0; i -= 8) at(i);
+  else
+    for (i = 0; i < body; i += 8) at(i);
 }
 
 void layer_norm(const float* x, const float* w, const float* b, float eps, int64_t n, float* out) {

@@ -17,6 +17,11 @@
 
 namespace quarrel::cpu {
 
+namespace avx2 {
+// x86_avx2_float.cpp: whether a row op should walk its row backwards (4K aliasing).
+bool store_runs_ahead(const float* in, const float* out);
+}  // namespace avx2
+
 namespace {
 
 using tensor::DType;
@@ -478,15 +483,6 @@ double sum_squares(const float* x, int64_t n, int64_t* done) {
   return t;
 }
 
-// True when a store to `out` a little above `in` (modulo 4 KiB) would be
-// followed by loads whose low twelve address bits match it: the core then
-// takes the loads as depending on the store (4K aliasing) and waits for it.
-// Walking such rows backwards keeps the stores behind the loads.
-bool store_runs_ahead(const float* in, const float* out) {
-  const auto d = (reinterpret_cast<uintptr_t>(out) - reinterpret_cast<uintptr_t>(in)) & 4095;
-  return d != 0 && d < 2048;
-}
-
 void rms_norm(const float* x, const float* w, float eps, int64_t n, float* out) {
   int64_t i = 0;
   double sum = sum_squares(x, n, &i);
@@ -498,7 +494,7 @@ void rms_norm(const float* x, const float* w, float eps, int64_t n, float* out) 
   };
   const int64_t body = n & ~int64_t{15};
   for (i = body; i < n; ++i) out[i] = (x[i] * scale) * w[i];
-  if (store_runs_ahead(x, out) || store_runs_ahead(w, out))
+  if (avx2::store_runs_ahead(x, out) || avx2::store_runs_ahead(w, out))
     for (i = body - 16; i >= 0; i -= 16) at(i);
   else
     for (i = 0; i < body; i += 16) at(i);
