@@ -245,6 +245,48 @@ TEST(CpuKernels, PackedFloatMatmulIsBitExact) {
 
 // Activation converters must give the reference's bytes exactly: the same
 // rounding is what keeps the integer dot products identical.
+// Q8_0 on packed weights keeps ggml's AVX2 order (eight chains per row, then
+// their horizontal sum), so it must agree with the reference to the bit, for
+// any tile of columns; weights of -128 (which no quantizer makes, but a file
+// may hold) included.
+TEST(CpuKernels, PackedQ8_0IsBitExact) {
+  const Kernels& ref = kernels_scalar();
+  const DType t = DType::Q8_0;
+  for (const Kernels* k : isa_tables()) {
+    if (!k->matmul_packed[dtype_index(t)]) continue;
+    for (int64_t n : {32, 576, 1536, 8256}) {
+      for (int64_t n_cols : {1, 2, 3, 4, 5, 8, 9, 13, 17}) {
+        const uint64_t seed = seed_for();
+        SCOPED_TRACE(::testing::Message() << k->isa << " n=" << n << " cols=" << n_cols << " seed=" << seed);
+        std::mt19937_64 rng(seed);
+        const int64_t rows = 48, os = rows + 5;
+        const int64_t wrb = tensor::row_bytes(t, n), arb = tensor::row_bytes(DType::Q8_0, n);
+        auto w = random_weights(rng, t, rows, n);
+        std::uniform_int_distribution<int64_t> pick(0, rows * (n / 32) - 1);
+        for (int i = 0; i < 8; ++i) {
+          const int64_t blk = pick(rng);
+          w[blk / (n / 32) * wrb + blk % (n / 32) * sizeof(tensor::BlockQ8_0) + 2 + i % 32] = 0x80;
+        }
+        std::vector<uint8_t> packed(rows / kPackRows * packed_group_bytes(t, n));
+        pack_rows(t, w.data(), wrb, rows, n, packed.data());
+        std::vector<uint8_t> a(n_cols * arb);
+        for (int64_t c = 0; c < n_cols; ++c)
+          ref.quantize[dtype_index(DType::Q8_0)](random_floats(rng, n).data(), a.data() + c * arb, n);
+        std::vector<float> want(n_cols * os, -1.0f), got(n_cols * os, -1.0f);
+        ref.matmul[dtype_index(t)](w.data(), wrb, 16, rows, n, a.data(), arb, n_cols, want.data(), os);
+        k->matmul_packed[dtype_index(t)](packed.data(), packed_group_bytes(t, n), 16, rows, n, a.data(), arb, n_cols,
+                                        got.data(), os);
+        for (int64_t c = 0; c < n_cols; ++c)
+          for (int64_t r = 0; r < rows; ++r) {
+            const int64_t i = c * os + r;
+            ASSERT_EQ(std::memcmp(&got[i], &want[i], sizeof(float)), 0)
+                << "r=" << r << " c=" << c << " got " << got[i] << " want " << want[i];
+          }
+      }
+    }
+  }
+}
+
 TEST(CpuKernels, QuantizeIsBitExact) {
   const Kernels& ref = kernels_scalar();
   for (const Kernels* k : isa_tables()) {
