@@ -148,15 +148,16 @@ inline __m256 q8_quad(__m256i w, __m256i aw, const uint8_t* a4) {
 template <int J, int C>
 inline void q8_tile(const uint8_t* quants, int64_t nb, const uint8_t* a, int64_t as, float* out, int64_t os,
                     const uint8_t* next) {
-  constexpr int64_t kRange = 16;  // blocks at a time: 8 KiB of quants
+  constexpr int64_t kMaxRange = 16;  // blocks at a time: 8 KiB of quants
+  const int64_t range = (nb + (nb + kMaxRange - 1) / kMaxRange - 1) / ((nb + kMaxRange - 1) / kMaxRange);
   const uint8_t* scales = quants + nb * 8 * 64;
-  alignas(32) float d[kRange][C][8];
+  alignas(32) float d[kMaxRange][C][8];
   __m256 park[2][8][C];
   for (auto& half : park)
     for (auto& chain : half)
       for (auto& v : chain) v = _mm256_setzero_ps();
-  for (int64_t b0 = 0; b0 < nb; b0 += kRange) {
-    const int64_t n_b = std::min(kRange, nb - b0);
+  for (int64_t b0 = 0; b0 < nb; b0 += range) {
+    const int64_t n_b = std::min(range, nb - b0);
     for (int h = 0; h < 2; ++h) {
       for (int64_t i = 0; i < n_b; ++i) {
         // The chains read a group in runs that the hardware prefetchers do
