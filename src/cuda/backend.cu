@@ -347,6 +347,7 @@ void CudaBackend::setup_fused() {
   a.n_head_kv = static_cast<int>(c_.n_head_kv);
   a.head_dim = static_cast<int>(c_.head_dim);
   a.n_ff = static_cast<int>(c_.n_ff);
+  a.narrow = narrow_units(a.n_embd, a.n_ff, n_sm_);
   a.n_ctx = opts_.n_ctx;
   a.eps = c_.rms_eps;
   a.scale = 1.0f / std::sqrt(static_cast<float>(c_.head_dim));

@@ -74,19 +74,19 @@ __device__ __forceinline__ void prefetch_span(const void* p, int64_t n) {
 // and one with units first waits until every warp is done with the shared
 // memory of the stage before (without them, the grid barrier's
 // __syncthreads has done that).
-template <DType WT, DType VT, MatvecInput IN, MatvecOutput OUT, bool kHandOff>
+template <DType WT, DType VT, MatvecInput IN, MatvecOutput OUT, bool kHandOff, bool kNarrow>
 __device__ __forceinline__ void matvec_stage(const MatvecArgs& s, float* smem, double* red, int warp, int n_warps,
                                              const WeightSlots& slots) {
   if constexpr (kHandOff) {
-    if (!block_has_units<WT, OUT>(s)) return;
+    if (!block_has_units<WT, OUT, kNarrow>(s)) return;
     __syncthreads();
   }
   unsigned long long unused = 0;
   load_input<IN, VT, kHandOff>(s, smem, red);
-  matvec_rows<WT, OUT, kHandOff>(s, smem, warp, n_warps, unused, slots);
+  matvec_rows<WT, OUT, kHandOff, kNarrow>(s, smem, warp, n_warps, unused, slots);
 }
 
-template <DType WT, DType VT, typename KV>
+template <DType WT, DType VT, typename KV, bool kNarrow>
 __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
   extern __shared__ float4 smem4[];  // matvec input, or attention scores + K/V chunk
   float* smem = reinterpret_cast<float*>(smem4);
@@ -220,7 +220,7 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
     const unsigned e = base + kEpochsPerLayer * il;
     clock_at = 0;
     // QKV, RoPE and the KV-cache write.
-    matvec_stage<WT, VT, I::Norm, O::Qkv, kHandOff>(m.qkv, smem, red, warp, n_warps, slots);
+    matvec_stage<WT, VT, I::Norm, O::Qkv, kHandOff, kNarrow>(m.qkv, smem, red, warp, n_warps, slots);
     handover(il, [&] {
       stage_first_units<WT, O::Residual>(m.o, slots, warp, n_warps);
       maybe_prefetch<O::Residual>(m.o, warp, n_warps);
@@ -280,14 +280,14 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
     }
 
     // Output projection into the residual.
-    matvec_stage<WT, VT, I::Plain, O::Residual, kHandOff>(m.o, smem, red, warp, n_warps, slots);
+    matvec_stage<WT, VT, I::Plain, O::Residual, kHandOff, kNarrow>(m.o, smem, red, warp, n_warps, slots);
     handover(il, [&] {
       stage_first_units<WT, O::Swiglu>(m.ffn, slots, warp, n_warps);
       maybe_prefetch<O::Residual>(m.down, warp, n_warps);
     });
 
     // RMSNorm, gate and up, SwiGLU.
-    matvec_stage<WT, VT, I::Norm, O::Swiglu, kHandOff>(m.ffn, smem, red, warp, n_warps, slots);
+    matvec_stage<WT, VT, I::Norm, O::Swiglu, kHandOff, kNarrow>(m.ffn, smem, red, warp, n_warps, slots);
     LayerArgs next = m;
     handover(il, [&] {
       stage_first_units<WT, O::Residual>(m.down, slots, warp, n_warps);
@@ -300,7 +300,7 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
     });
 
     // Down projection into the residual.
-    matvec_stage<WT, VT, I::Plain, O::Residual, kHandOff>(m.down, smem, red, warp, n_warps, slots);
+    matvec_stage<WT, VT, I::Plain, O::Residual, kHandOff, kNarrow>(m.down, smem, red, warp, n_warps, slots);
     if (il + 1 < a.n_layer) handover(il, [&] { stage_first_units<WT, O::Qkv>(next.qkv, slots, warp, n_warps); });
     m = next;
   }
@@ -391,10 +391,14 @@ void launch(FusedStep a, const FusedLayer& layer0, int n_sm, cudaStream_t s) {
     QUARREL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, a));
   };
   QUARREL_CUDA_CHECK(cudaMemsetAsync(a.barrier, 0, sizeof(unsigned int), s));
-  if (a.kv_f32)
-    run(fused_decode_kernel<WT, VT, float>);
-  else
-    run(fused_decode_kernel<WT, VT, __half>);
+  // Narrow units (matvec.cuh, narrow_units) change only float weights' stages.
+  if constexpr (!is_quantized(WT)) {
+    if (a.narrow) {
+      a.kv_f32 ? run(fused_decode_kernel<WT, VT, float, true>) : run(fused_decode_kernel<WT, VT, __half, true>);
+      return;
+    }
+  }
+  a.kv_f32 ? run(fused_decode_kernel<WT, VT, float, false>) : run(fused_decode_kernel<WT, VT, __half, false>);
 }
 
 }  // namespace

@@ -41,6 +41,7 @@ struct FusedStep {
   int n_layer = 0, n_embd = 0, n_head = 0, n_head_kv = 0, head_dim = 0, n_ff = 0, n_ctx = 0;
   float eps = 0, scale = 0;
   bool neox = false, kv_f32 = true;
+  bool narrow = false;  // narrow_units (matvec.cuh), for both decode paths
   const float* rope_cos = nullptr;  // [n_ctx][head_dim / 2]
   const float* rope_sin = nullptr;
   const int32_t* step = nullptr;  // device {token, pos, seq, epoch}
@@ -121,6 +122,7 @@ __host__ __device__ inline LayerArgs layer_args(const FusedStep& a, const FusedL
   o.k = qd;
   o.x = a.attn;
   o.out = a.x;
+  o.narrow = a.narrow;
   MatvecArgs& g = r.ffn;
   g.w = L.w_gate;
   g.w2 = L.w_up;
@@ -131,6 +133,7 @@ __host__ __device__ inline LayerArgs layer_args(const FusedStep& a, const FusedL
   g.norm_w = L.ffn_norm;
   g.eps = a.eps;
   g.out = a.h;
+  g.narrow = a.narrow;
   MatvecArgs& d = r.down;
   d.w = L.w_down;
   d.row_bytes = L.rb_down;
@@ -138,6 +141,7 @@ __host__ __device__ inline LayerArgs layer_args(const FusedStep& a, const FusedL
   d.k = a.n_ff;
   d.x = a.h;
   d.out = a.x;
+  d.narrow = a.narrow;
   return r;
 }
 

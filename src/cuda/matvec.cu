@@ -11,7 +11,7 @@ namespace {
 constexpr int kThreads = kMatvecThreads;
 constexpr int kWarps = kMatvecWarps;
 
-template <DType WT, DType VT, MatvecInput IN, MatvecOutput OUT>
+template <DType WT, DType VT, MatvecInput IN, MatvecOutput OUT, bool kNarrow>
 __global__ void __launch_bounds__(kThreads) matvec_kernel(MatvecArgs a) {
   extern __shared__ float xs[];
   __shared__ double red[32];
@@ -24,19 +24,19 @@ __global__ void __launch_bounds__(kThreads) matvec_kernel(MatvecArgs a) {
   cudaTriggerProgrammaticLaunchCompletion();
   load_input<IN, VT>(a, xs, red);
   unsigned long long best = 0;
-  matvec_rows<WT, OUT>(a, xs, warp, n_warps, best);
+  matvec_rows<WT, OUT, false, kNarrow>(a, xs, warp, n_warps, best);
   if constexpr (OUT == MatvecOutput::Logits) {
     if (threadIdx.x % kWarp == 0 && a.argmax && best) atomicMax(a.argmax, best);
   }
 }
 
-template <DType WT, DType VT, MatvecInput IN, MatvecOutput OUT>
-void launch(const MatvecArgs& a, int n_sm, cudaStream_t s) {
+template <DType WT, DType VT, MatvecInput IN, MatvecOutput OUT, bool kNarrow>
+void launch_units(const MatvecArgs& a, int n_sm, cudaStream_t s) {
   const size_t smem = matvec_smem_floats(a.k) * sizeof(float);
-  auto kernel = matvec_kernel<WT, VT, IN, OUT>;
+  auto kernel = matvec_kernel<WT, VT, IN, OUT, kNarrow>;
   allow_large_smem(kernel);
   if (smem > 200 * 1024) fail_message(cat("matvec: row length ", a.k, " is too long for shared memory"));
-  const int units = matvec_units<OUT>(a.rows);
+  const int units = matvec_units<WT, OUT, kNarrow>(a.rows);
   // One block per multiprocessor leaves room for the next kernel's blocks to
   // start (programmatic launch) and prefetch while this one finishes. The
   // logits head is the last kernel of a step and the largest matrix: it takes
@@ -48,6 +48,14 @@ void launch(const MatvecArgs& a, int n_sm, cudaStream_t s) {
   }
   const int blocks = std::max(1, std::min((units + kWarps - 1) / kWarps, n_sm * per_sm));
   launch_programmatic(kernel, blocks, kThreads, smem, s, a);
+}
+
+template <DType WT, DType VT, MatvecInput IN, MatvecOutput OUT>
+void launch(const MatvecArgs& a, int n_sm, cudaStream_t s) {
+  constexpr bool kHasNarrow = !is_quantized(WT) && (OUT == MatvecOutput::Swiglu || OUT == MatvecOutput::Residual);
+  if constexpr (kHasNarrow)
+    if (a.narrow) return launch_units<WT, VT, IN, OUT, true>(a, n_sm, s);
+  launch_units<WT, VT, IN, OUT, false>(a, n_sm, s);
 }
 
 template <DType WT, DType VT>
@@ -78,6 +86,11 @@ __global__ void dequantize_kernel(const uint8_t* src, int64_t row_bytes, int n_r
 
 }  // namespace
 
+
+bool narrow_units(int n_embd, int n_ff, int n_sm) {
+  const int warps = n_sm * kMatvecWarps;
+  return n_ff <= 2 * warps && n_embd <= warps;
+}
 
 void matvec(DType wtype, MatvecInput in, MatvecOutput out, const MatvecArgs& a, int n_sm, cudaStream_t s) {
   switch (wtype) {

@@ -53,7 +53,19 @@ struct MatvecArgs {
   uint64_t* out_words = nullptr;
   const uint64_t* res_words = nullptr;
   unsigned x_epoch = 0, out_epoch = 0, res_epoch = 0;
+  // Float weights' SwiGLU and residual stages in narrow units
+  // (matvec_device.cuh, stage_unit_lanes): set by narrow_units for both
+  // decode paths alike, whose sums must agree to the bit.
+  bool narrow = false;
 };
+
+// Whether a model's decode takes narrow units: when its stages have fewer
+// units than a grid of n_sm blocks has warps (the SwiGLU stage's n_ff rows
+// fit twice the warps, the residual stages' n_embd rows fit them), as
+// SmolLM2-135M's do. Measured on an H200 (docs/PERF.md): SmolLM2 F16 tg128
+// 2,064-2,072 -> 2,104-2,128 t/s; Llama-3.2-1B F16, whose stages fill the
+// grid, went from 1,052 to 1,006 t/s with narrow units, so it keeps wide ones.
+bool narrow_units(int n_embd, int n_ff, int n_sm);
 
 // Launches on stream; the weight type and the activation type pick the
 // template instance. Throws quarrel::Error for a type without a kernel.

@@ -71,29 +71,48 @@ constexpr int unit_lanes() {
   return is_quantized(WT) ? 2 * kQGroup : kWarp;
 }
 
+// Narrow units (kNarrow, float weights, for models whose stages have fewer
+// rows than the grid has warps, as SmolLM2-135M): SwiGLU units (a gate row
+// and its up row) take half a warp, so that SmolLM2's 1,536 units take one
+// round of an H200's 2,112 half-warps instead of two rounds on some of its
+// 1,056 warps (a stage waits for its slowest warp); and residual units are
+// one row (single_row_units). Lanes per unit of stage OUT:
+template <DType WT, MatvecOutput OUT, bool kNarrow>
+constexpr int stage_unit_lanes() {
+  return kNarrow && !is_quantized(WT) && OUT == MatvecOutput::Swiglu ? kWarp / 2 : unit_lanes<WT>();
+}
+
+// Sum over the G lanes of a group (G a power of two up to 32; mask names them).
+template <int G>
+__device__ __forceinline__ float group_sum(float v, unsigned mask) {
+#pragma unroll
+  for (int o = G / 2; o > 0; o >>= 1) v += __shfl_xor_sync(mask, v, o);
+  return v;
+}
+
 // Rows of 16-bit floats (F16, BF16) times the input, in groups of 8 elements
 // (16 bytes): lane `lane` takes groups lane, lane + 32, ... in order, one FMA
 // chain per row, adding to sa and sb. A warp's loads of one round cover 512
 // contiguous bytes of a row, and every lane has work once a row has 256
 // elements (a lane taking 32-element chunks left 14 of 32 lanes idle on
 // SmolLM2's 576).
-template <DType WT>
+template <DType WT, int G, bool kTwo>
 __device__ __forceinline__ void half_dot_groups(const uint4* ra, const uint4* rb, const float* xs, int n_groups,
                                                 int lane, float& sa, float& sb) {
   constexpr int kBatch = 4;  // groups loaded before the first FMA
   QUARREL_DEVICE_NO_UNROLL
-  for (int j0 = lane; j0 < n_groups; j0 += kBatch * kWarp) {
+  for (int j0 = lane; j0 < n_groups; j0 += kBatch * G) {
     uint4 wa[kBatch] = {}, wb[kBatch] = {};
 #pragma unroll
     for (int u = 0; u < kBatch; ++u)
-      if (j0 + u * kWarp < n_groups) {
-        wa[u] = ra[j0 + u * kWarp];
-        wb[u] = rb[j0 + u * kWarp];
+      if (j0 + u * G < n_groups) {
+        wa[u] = ra[j0 + u * G];
+        if constexpr (kTwo) wb[u] = rb[j0 + u * G];
       }
 #pragma unroll
     for (int u = 0; u < kBatch; ++u) {
-      if (j0 + u * kWarp >= n_groups) break;
-      const float* xc = xs + padded(8 * (j0 + u * kWarp));  // 8 elements never straddle a padding gap
+      if (j0 + u * G >= n_groups) break;
+      const float* xc = xs + padded(8 * (j0 + u * G));  // 8 elements never straddle a padding gap
       const uint32_t* ua = reinterpret_cast<const uint32_t*>(&wa[u]);
       const uint32_t* ub = reinterpret_cast<const uint32_t*>(&wb[u]);
 #pragma unroll
@@ -107,18 +126,18 @@ __device__ __forceinline__ void half_dot_groups(const uint4* ra, const uint4* rb
           fb = make_float2(__uint_as_float(ub[t] << 16), __uint_as_float(ub[t] & 0xffff0000u));
         }
         sa = fmaf(fa.x, xc[2 * t], sa);
-        sb = fmaf(fb.x, xc[2 * t], sb);
+        if constexpr (kTwo) sb = fmaf(fb.x, xc[2 * t], sb);
         sa = fmaf(fa.y, xc[2 * t + 1], sa);
-        sb = fmaf(fb.y, xc[2 * t + 1], sb);
+        if constexpr (kTwo) sb = fmaf(fb.y, xc[2 * t + 1], sb);
       }
     }
   }
 }
 
-// Rows ra and rb times the input, by the unit_lanes() lanes of a unit
-// (glane is the lane's index among them, mask names them); the results are
-// valid in glane 0.
-template <DType WT>
+// Rows ra and rb times the input, by the G lanes of a unit (glane is the
+// lane's index among them, mask names them); the results are valid in
+// glane 0. Without kTwo, only ra (float weights; sb is left 0).
+template <DType WT, int G, bool kTwo = true>
 __device__ __forceinline__ void dot2(const uint8_t* ra, const uint8_t* rb, const float* xs, int k, int glane,
                                      unsigned mask, float& sa, float& sb) {
   if constexpr (is_quantized(WT)) {
@@ -128,27 +147,27 @@ __device__ __forceinline__ void dot2(const uint8_t* ra, const uint8_t* rb, const
   } else if constexpr (WT == DType::F16 || WT == DType::BF16) {
     sa = 0;
     sb = 0;
-    half_dot_groups<WT>(reinterpret_cast<const uint4*>(ra), reinterpret_cast<const uint4*>(rb), xs, k / 8, glane, sa,
-                        sb);
-    sa = warp_sum(sa);
-    sb = warp_sum(sb);
+    half_dot_groups<WT, G, kTwo>(reinterpret_cast<const uint4*>(ra), reinterpret_cast<const uint4*>(rb), xs, k / 8,
+                                 glane, sa, sb);
+    sa = group_sum<G>(sa, mask);
+    if constexpr (kTwo) sb = group_sum<G>(sb, mask);
   } else {
     float wa[32], wb[32];
     sa = 0;
     sb = 0;
     QUARREL_DEVICE_NO_UNROLL
-    for (int c = glane; c < k / 32; c += kWarp) {
+    for (int c = glane; c < k / 32; c += G) {
       dequant32<WT>(ra, c, wa);
-      dequant32<WT>(rb, c, wb);
+      if constexpr (kTwo) dequant32<WT>(rb, c, wb);
       const float* xc = xs + 33 * c;
 #pragma unroll
       for (int j = 0; j < 32; ++j) {
         sa = fmaf(wa[j], xc[j], sa);
-        sb = fmaf(wb[j], xc[j], sb);
+        if constexpr (kTwo) sb = fmaf(wb[j], xc[j], sb);
       }
     }
-    sa = warp_sum(sa);
-    sb = warp_sum(sb);
+    sa = group_sum<G>(sa, mask);
+    if constexpr (kTwo) sb = group_sum<G>(sb, mask);
   }
 }
 
@@ -166,9 +185,18 @@ constexpr int rows_per_unit() {
   return OUT == MatvecOutput::Swiglu ? 1 : 2;
 }
 
-template <MatvecOutput OUT>
+// Whether a unit of stage OUT is one row of one matrix: narrow residual
+// stages (the output and down projections), whose 576 rows in SmolLM2
+// would otherwise make 288 units, each two rows deep, while most of an
+// H200's 1,056 warps wait.
+template <DType WT, MatvecOutput OUT, bool kNarrow>
+constexpr bool single_row_units() {
+  return kNarrow && !is_quantized(WT) && OUT == MatvecOutput::Residual;
+}
+
+template <DType WT, MatvecOutput OUT, bool kNarrow = false>
 __host__ __device__ inline int matvec_units(int rows) {
-  return OUT == MatvecOutput::Swiglu ? rows : (rows + 1) / 2;
+  return OUT == MatvecOutput::Swiglu || single_row_units<WT, OUT, kNarrow>() ? rows : (rows + 1) / 2;
 }
 
 // Pulls the rows warp `warp` of `n_warps` will read into L2, without waiting
@@ -209,7 +237,7 @@ struct Unit {
   const uint8_t* pb;
 };
 
-template <MatvecOutput OUT>
+template <DType WT, MatvecOutput OUT, bool kNarrow = false>
 __device__ __forceinline__ Unit unit_at(const MatvecArgs& a, int u) {
   Unit r;
   if constexpr (OUT == MatvecOutput::Qkv) {
@@ -224,6 +252,9 @@ __device__ __forceinline__ Unit unit_at(const MatvecArgs& a, int u) {
     r.ra = r.rb = u;
     r.pa = a.w + u * a.row_bytes;
     r.pb = a.w2 + u * a.row_bytes;
+  } else if constexpr (single_row_units<WT, OUT, kNarrow>()) {
+    r.ra = r.rb = u;
+    r.pa = r.pb = a.w + u * a.row_bytes;
   } else {  // two rows of one matrix
     r.ra = 2 * u;
     r.rb = min(2 * u + 1, a.rows - 1);
@@ -294,8 +325,8 @@ __device__ __forceinline__ void stage_row(uint8_t* dst, const uint8_t* src, int6
 template <DType WT, MatvecOutput OUT>
 __device__ __forceinline__ void stage_unit(const MatvecArgs& a, const WeightSlots& s, int u, int j, int depth,
                                            int glane) {
-  if (u < matvec_units<OUT>(a.rows)) {
-    const Unit r = unit_at<OUT>(a, u);
+  if (u < matvec_units<WT, OUT>(a.rows)) {
+    const Unit r = unit_at<WT, OUT>(a, u);
     uint8_t* dst = slot_at<WT>(s, j, depth);
     stage_row<WT>(dst, r.pa, a.row_bytes, glane);
     stage_row<WT>(dst + staged_row_bytes(a.row_bytes), r.pb, a.row_bytes, glane);
@@ -303,10 +334,10 @@ __device__ __forceinline__ void stage_unit(const MatvecArgs& a, const WeightSlot
   __pipeline_commit();
 }
 
-// This lane's unit processor: its first unit and the stride between its units.
-template <DType WT>
+// This lane's unit processor of G lanes: its first unit and the stride
+// between its units.
+template <int G>
 __device__ __forceinline__ void unit_walk(int warp, int n_warps, int& first, int& stride) {
-  constexpr int G = unit_lanes<WT>();
   first = warp * (kWarp / G) + (threadIdx.x % kWarp) / G;
   stride = n_warps * (kWarp / G);
 }
@@ -319,7 +350,7 @@ __device__ __forceinline__ void stage_first_units(const MatvecArgs& a, const Wei
   const int depth = slot_depth<WT>(a.row_bytes, s.bytes);
   if (depth == 0) return;
   int first, stride;
-  unit_walk<WT>(warp, n_warps, first, stride);
+  unit_walk<unit_lanes<WT>()>(warp, n_warps, first, stride);
   const int glane = threadIdx.x % unit_lanes<WT>();
   stage_unit<WT, OUT>(a, s, first, 0, depth, glane);
   if (depth == 2) stage_unit<WT, OUT>(a, s, first + stride, 1, depth, glane);
@@ -329,9 +360,10 @@ __device__ __forceinline__ void stage_first_units(const MatvecArgs& a, const Wei
 // the blocks first, so its lowest is warp blockIdx.x). In the persistent
 // kernel a block without units must not wait for the stage's input: the
 // vector may already hold a later stage's values.
-template <DType WT, MatvecOutput OUT>
+template <DType WT, MatvecOutput OUT, bool kNarrow>
 __device__ __forceinline__ bool block_has_units(const MatvecArgs& a) {
-  return static_cast<int>(blockIdx.x) * (kWarp / unit_lanes<WT>()) < matvec_units<OUT>(a.rows);
+  constexpr int per_warp = kWarp / stage_unit_lanes<WT, OUT, kNarrow>();
+  return static_cast<int>(blockIdx.x) * per_warp < matvec_units<WT, OUT, kNarrow>(a.rows);
 }
 
 // The units of warp `warp` of `n_warps`, on the input already in xs. For
@@ -340,14 +372,14 @@ __device__ __forceinline__ bool block_has_units(const MatvecArgs& a) {
 // started by stage_first_units.
 // kHandOff: outputs and Residual's current values go through the hand-off
 // words (MatvecArgs::out_words, res_words).
-template <DType WT, MatvecOutput OUT, bool kHandOff = false>
+template <DType WT, MatvecOutput OUT, bool kHandOff = false, bool kNarrow = false>
 __device__ void matvec_rows(const MatvecArgs& a, const float* xs, int warp, int n_warps, unsigned long long& best,
                             const WeightSlots& slots = {}) {
-  constexpr int G = unit_lanes<WT>();
+  constexpr int G = stage_unit_lanes<WT, OUT, kNarrow>();
   const int lane = threadIdx.x % kWarp, glane = lane % G;
   const unsigned mask = (0xffffffffu >> (kWarp - G)) << (lane - glane);
   int first, stride;
-  unit_walk<WT>(warp, n_warps, first, stride);
+  unit_walk<G>(warp, n_warps, first, stride);
   const int depth = slot_depth<WT>(a.row_bytes, slots.bytes);
   const int64_t srb = staged_row_bytes(a.row_bytes);
   const int half = a.head_dim / 2;
@@ -366,8 +398,8 @@ __device__ void matvec_rows(const MatvecArgs& a, const float* xs, int warp, int 
       a.out[row] = v;
   };
   int j = 0;  // the unit's index among this processor's (slot_at)
-  for (int u = first; u < matvec_units<OUT>(a.rows); u += stride, ++j) {
-    const Unit r = unit_at<OUT>(a, u);
+  for (int u = first; u < matvec_units<WT, OUT, kNarrow>(a.rows); u += stride, ++j) {
+    const Unit r = unit_at<WT, OUT, kNarrow>(a, u);
     // The epilogue's loads first, so they overlap the weights'.
     float e0 = 0, e1 = 0, ba = 0, bb = 0;
     uint64_t w0 = 0, w1 = 0;  // kHandOff Residual: the words of e0 and e1, waited for after the dot
@@ -399,7 +431,7 @@ __device__ void matvec_rows(const MatvecArgs& a, const float* xs, int warp, int 
       pb = staged_row(dst + srb, r.pb);
     }
     float va, vb;
-    dot2<WT>(pa, pb, xs, a.k, glane, mask, va, vb);
+    dot2<WT, G, !single_row_units<WT, OUT, kNarrow>()>(pa, pb, xs, a.k, glane, mask, va, vb);
     if (depth != 0) {
       __syncwarp(mask);  // every lane is done with unit j's slot: refill it `depth` units ahead
       stage_unit<WT, OUT>(a, slots, u + depth * stride, j, depth, glane);
