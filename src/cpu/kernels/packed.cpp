@@ -45,13 +45,18 @@ int64_t panel_slot(int64_t k, int64_t n) {
 
 void pack_rows(DType t, const uint8_t* w, int64_t w_stride, int64_t rows, int64_t n, uint8_t* dst) {
   if (is_float(t)) {
-    const int64_t eb = tensor::row_bytes(t, 1), group = packed_group_bytes(t, n);
-    for (int64_t g = 0; g < rows / kPackRows; ++g)
-      for (int64_t r = 0; r < kPackRows; ++r) {
-        const uint8_t* row = w + (g * kPackRows + r) * w_stride;
-        for (int64_t k = 0; k < n; ++k)
-          std::memcpy(dst + g * group + (panel_slot(k, n) * kPackRows + r) * eb, row + k * eb, eb);
+    // Slot by slot, so that the writes run in order (the 16 rows read at once
+    // stay in cache between their slots): slot c * per + s holds element
+    // 8 s + c, panel_slot's inverse. A model's weights are packed at load.
+    const int64_t eb = tensor::row_bytes(t, 1), group = packed_group_bytes(t, n), per = n / 8;
+    for (int64_t g = 0; g < rows / kPackRows; ++g) {
+      const uint8_t* src = w + g * kPackRows * w_stride;
+      uint8_t* out = dst + g * group;
+      for (int64_t slot = 0; slot < n; ++slot) {
+        const int64_t k = slot < 8 * per ? slot % per * 8 + slot / per : slot;
+        for (int64_t r = 0; r < kPackRows; ++r) std::memcpy(out + (slot * kPackRows + r) * eb, src + r * w_stride + k * eb, eb);
       }
+    }
     return;
   }
   const Format f = format(t);
