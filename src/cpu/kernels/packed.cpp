@@ -54,7 +54,8 @@ void pack_rows(DType t, const uint8_t* w, int64_t w_stride, int64_t rows, int64_
       uint8_t* out = dst + g * group;
       for (int64_t slot = 0; slot < n; ++slot) {
         const int64_t k = slot < 8 * per ? slot % per * 8 + slot / per : slot;
-        for (int64_t r = 0; r < kPackRows; ++r) std::memcpy(out + (slot * kPackRows + r) * eb, src + r * w_stride + k * eb, eb);
+        for (int64_t r = 0; r < kPackRows; ++r)
+          std::memcpy(out + (slot * kPackRows + r) * eb, src + r * w_stride + k * eb, eb);
       }
     }
     return;
