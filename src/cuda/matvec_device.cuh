@@ -99,7 +99,10 @@ __device__ __forceinline__ float group_sum(float v, unsigned mask) {
 template <DType WT, int G, bool kTwo>
 __device__ __forceinline__ void half_dot_groups(const uint4* ra, const uint4* rb, const float* xs, int n_groups,
                                                 int lane, float& sa, float& sb) {
-  constexpr int kBatch = 4;  // groups loaded before the first FMA
+  // Groups loaded before the first FMA: enough that a narrow unit's lanes
+  // load all of SmolLM2's rows in one round (72 groups a row over 16 lanes;
+  // 192 for the down projection over 32), where the registers allow.
+  constexpr int kBatch = !kTwo ? 8 : G < kWarp ? 5 : 4;
   QUARREL_DEVICE_NO_UNROLL
   for (int j0 = lane; j0 < n_groups; j0 += kBatch * G) {
     uint4 wa[kBatch] = {}, wb[kBatch] = {};
