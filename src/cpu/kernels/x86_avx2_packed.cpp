@@ -55,9 +55,11 @@ inline void half_tile(const uint8_t* quants, int h, int64_t b0, int64_t b1, cons
   for (int64_t b = b0; b < b1; ++b) {
     // Half 1 reads the lines half 0 brought in, so the memory would idle
     // then: each half asks for half of the next group's lines (and scales).
-    for (int t = 0; t < 2; ++t)
-      _mm_prefetch(reinterpret_cast<const char*>(next + b * 256 + 128 * h + 64 * t), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(next + quant_bytes + b * 32), _MM_HINT_T0);
+    if (next) {
+      for (int t = 0; t < 2; ++t)
+        _mm_prefetch(reinterpret_cast<const char*>(next + b * 256 + 128 * h + 64 * t), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(next + quant_bytes + b * 32), _MM_HINT_T0);
+    }
     const uint8_t* q = quants + b * 256 + 32 * h;
     __m256i w[8];
     for (int k = 0; k < 4; ++k) {
@@ -100,12 +102,15 @@ void matmul_packed_q4_0(const uint8_t* w, int64_t gs, int64_t r0, int64_t r1, in
         for (int64_t g = gp; g < ge; ++g) {
           const uint8_t* q = w + g * gs;
           float* o = out + c0 * os + g * kPackRows;
+          // Only the first column tile reads the pass from memory; the
+          // others find it in L2.
+          const uint8_t* next = c0 == 0 && g + 1 < ge ? q + gs : nullptr;
           for (int h = 0; h < 2; ++h) {
             const uint8_t* ac = a + c0 * as;
             switch (cc) {
-              case 3: half_tile<3>(q, h, kb, ke, ac, as, sums, kMaxBlocks, o, os, kb > 0, q + gs, quant_bytes); break;
-              case 2: half_tile<2>(q, h, kb, ke, ac, as, sums, kMaxBlocks, o, os, kb > 0, q + gs, quant_bytes); break;
-              default: half_tile<1>(q, h, kb, ke, ac, as, sums, kMaxBlocks, o, os, kb > 0, q + gs, quant_bytes); break;
+              case 3: half_tile<3>(q, h, kb, ke, ac, as, sums, kMaxBlocks, o, os, kb > 0, next, quant_bytes); break;
+              case 2: half_tile<2>(q, h, kb, ke, ac, as, sums, kMaxBlocks, o, os, kb > 0, next, quant_bytes); break;
+              default: half_tile<1>(q, h, kb, ke, ac, as, sums, kMaxBlocks, o, os, kb > 0, next, quant_bytes); break;
             }
           }
         }
@@ -162,9 +167,11 @@ inline void q8_tile(const uint8_t* quants, int64_t nb, const uint8_t* a, int64_t
       for (int64_t i = 0; i < n_b; ++i) {
         // The chains read a group in runs that the hardware prefetchers do
         // not follow: ask for the next group's lines ahead.
-        for (int t = 0; t < 4; ++t)
-          _mm_prefetch(reinterpret_cast<const char*>(next + (b0 + i) * 8 * 64 + 256 * h + 64 * t), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(next + nb * 8 * 64 + (b0 + i) * 32), _MM_HINT_T0);
+        if (next) {
+          for (int t = 0; t < 4; ++t)
+            _mm_prefetch(reinterpret_cast<const char*>(next + (b0 + i) * 8 * 64 + 256 * h + 64 * t), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(next + nb * 8 * 64 + (b0 + i) * 32), _MM_HINT_T0);
+        }
         const __m256 dw = _mm256_cvtph_ps(load128(scales + (b0 + i) * 32 + 16 * h));
         for (int c = 0; c < C; ++c) {
           const uint8_t* ab = a + c * as + (b0 + i) * sizeof(tensor::BlockQ8_0);
@@ -214,9 +221,11 @@ inline void q8_gemv(const uint8_t* quants, int64_t nb, const uint8_t* a, float* 
       __m256 acc[8];
       for (int j = 0; j < 8; ++j) acc[j] = park[h][j];
       for (int64_t b = b0; b < b1; ++b) {
-        for (int t = 0; t < 4; ++t)
-          _mm_prefetch(reinterpret_cast<const char*>(next + b * 8 * 64 + 256 * h + 64 * t), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(next + nb * 8 * 64 + b * 32), _MM_HINT_T0);
+        if (next) {
+          for (int t = 0; t < 4; ++t)
+            _mm_prefetch(reinterpret_cast<const char*>(next + b * 8 * 64 + 256 * h + 64 * t), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(next + nb * 8 * 64 + b * 32), _MM_HINT_T0);
+        }
         const uint8_t* q = quants + b * 8 * 64 + 32 * h;
         const uint8_t* ab = a + b * sizeof(tensor::BlockQ8_0);
         const __m256 dw = _mm256_cvtph_ps(load128(scales + b * 32 + 16 * h));
@@ -248,12 +257,15 @@ void matmul_packed_q8_0(const uint8_t* w, int64_t gs, int64_t r0, int64_t r1, in
       for (int64_t g = gp; g < ge; ++g) {
         const uint8_t* q = w + g * gs;
         float* o = out + c0 * os + g * kPackRows;
+        // Only the first column tile reads the pass from memory; the others
+        // find it in L2.
+        const uint8_t* next = c0 == 0 && g + 1 < ge ? q + gs : nullptr;
         switch (cc) {
-          case 8: q8_tile<1, 8>(q, nb, ac, as, o, os, q + gs); break;
-          case 4: q8_tile<2, 4>(q, nb, ac, as, o, os, q + gs); break;
-          case 3: q8_tile<2, 3>(q, nb, ac, as, o, os, q + gs); break;
-          case 2: q8_tile<4, 2>(q, nb, ac, as, o, os, q + gs); break;
-          default: q8_gemv(q, nb, ac, o, q + gs); break;
+          case 8: q8_tile<1, 8>(q, nb, ac, as, o, os, next); break;
+          case 4: q8_tile<2, 4>(q, nb, ac, as, o, os, next); break;
+          case 3: q8_tile<2, 3>(q, nb, ac, as, o, os, next); break;
+          case 2: q8_tile<4, 2>(q, nb, ac, as, o, os, next); break;
+          default: q8_gemv(q, nb, ac, o, next); break;
         }
       }
       c0 += cc;
