@@ -139,7 +139,8 @@ inline __m256 add_chains(const __m256* c) {
   return _mm256_add_ps(_mm256_add_ps(t0, t2), _mm256_add_ps(t1, t3));
 }
 
-// Chain sums of quant chunk q (eight rows' four quants) with four activation bytes.
+// Eight rows' chain sums of one chunk w (four quants of each row; aw = |w|)
+// with the four activation bytes at a4.
 inline __m256 q8_quad(__m256i w, __m256i aw, const uint8_t* a4) {
   const __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(_mm256_set1_epi32(load_i32(a4)), w));
   return _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
@@ -154,7 +155,10 @@ template <int J, int C>
 inline void q8_tile(const uint8_t* quants, int64_t nb, const uint8_t* a, int64_t as, float* out, int64_t os,
                     const uint8_t* next) {
   constexpr int64_t kMaxRange = 16;  // blocks at a time: 8 KiB of quants
-  const int64_t range = (nb + (nb + kMaxRange - 1) / kMaxRange - 1) / ((nb + kMaxRange - 1) / kMaxRange);
+  // Equal ranges (18 blocks as 9 + 9, not 16 + 2): a short range pays the
+  // parking of all chains for a few blocks.
+  const int64_t n_ranges = (nb + kMaxRange - 1) / kMaxRange;
+  const int64_t range = (nb + n_ranges - 1) / n_ranges;
   const uint8_t* scales = quants + nb * 8 * 64;
   alignas(32) float d[kMaxRange][C][8];
   __m256 park[2][8][C];
