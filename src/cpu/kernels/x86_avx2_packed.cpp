@@ -268,7 +268,9 @@ void matmul_packed_q8_0(const uint8_t* w, int64_t gs, int64_t r0, int64_t r1, in
           case 8: q8_tile<1, 8>(q, nb, ac, as, o, os, next); break;
           case 4: q8_tile<2, 4>(q, nb, ac, as, o, os, next); break;
           case 3: q8_tile<2, 3>(q, nb, ac, as, o, os, next); break;
-          case 2: q8_tile<4, 2>(q, nb, ac, as, o, os, next); break;
+          // 16 accumulators spill a little, yet beat two passes of 4 chains
+          // (4-6% measured): the weights are read once per half.
+          case 2: q8_tile<8, 2>(q, nb, ac, as, o, os, next); break;
           default: q8_gemv(q, nb, ac, o, next); break;
         }
       }
