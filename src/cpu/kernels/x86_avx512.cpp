@@ -13,6 +13,7 @@
 
 #include "cpu/kernels/kernels.h"
 #include "cpu/kernels/packed.h"
+#include "cpu/kernels/x86_panel_order.h"
 #include "tensor/blocks.h"
 
 namespace quarrel::cpu {
@@ -336,53 +337,6 @@ void panel_cols(int cc, const uint8_t* w, int64_t gs, int64_t p0, int64_t p1, in
   }
 }
 
-// Activation element e of a row (F16 or F32) as a float, and eight from e.
-template <bool kActF16>
-inline float act1(const uint8_t* a, int64_t e) {
-  if constexpr (kActF16) {
-    uint16_t h;
-    std::memcpy(&h, a + 2 * e, 2);
-    return _cvtsh_ss(h);
-  } else {
-    return reinterpret_cast<const float*>(a)[e];
-  }
-}
-template <bool kActF16>
-inline __m256 act8(const uint8_t* a, int64_t e) {
-  if constexpr (kActF16) return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + 2 * e)));
-  else return _mm256_loadu_ps(reinterpret_cast<const float*>(a) + e);
-}
-
-// Activation row a (n elements) as floats in panel order: element 8 s + l
-// goes to l * (n / 8) + s, a transpose of (n / 8) x 8, done eight rows by
-// eight lanes at a time; the last n % 8 stay at the end.
-template <bool kActF16>
-inline void panel_order(const uint8_t* a, int64_t n, float* dst) {
-  const int64_t per = n / 8;
-  int64_t s = 0;
-  for (; s + 8 <= per; s += 8) {
-    __m256 r[8], t[8], u[8];
-    for (int i = 0; i < 8; ++i) r[i] = act8<kActF16>(a, 8 * (s + i));
-    for (int i = 0; i < 8; i += 2) {
-      t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-      t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 8; i += 4) {
-      u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
-      u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
-      u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-      u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
-    }
-    for (int l = 0; l < 4; ++l) {
-      _mm256_storeu_ps(dst + l * per + s, _mm256_permute2f128_ps(u[l], u[l + 4], 0x20));
-      _mm256_storeu_ps(dst + (l + 4) * per + s, _mm256_permute2f128_ps(u[l], u[l + 4], 0x31));
-    }
-  }
-  for (; s < per; ++s)
-    for (int l = 0; l < 8; ++l) dst[l * per + s] = act1<kActF16>(a, 8 * s + l);
-  for (int64_t e = 8 * per; e < n; ++e) dst[e] = act1<kActF16>(a, e);
-}
-
 // Activation rows a, a + as, ... (cc of them) in panel order, interleaved:
 // slot k of row c at dst[k * cc + c]. Four rows at a time, elements 8 s..
 // 8 s + 7 of each (slots l * per + s for l = 0..7) are transposed into eight
@@ -396,8 +350,8 @@ inline void panel_interleave(const uint8_t* a, int64_t as, int cc, int64_t n, fl
   for (int64_t s = 0; s < per; ++s)
     for (int c = 0; c < c4; c += 4) {
       const uint8_t* r = a + c * as;
-      const __m256 v0 = act8<kActF16>(r, 8 * s), v1 = act8<kActF16>(r + as, 8 * s);
-      const __m256 v2 = act8<kActF16>(r + 2 * as, 8 * s), v3 = act8<kActF16>(r + 3 * as, 8 * s);
+      const __m256 v0 = avx2::act8<kActF16>(r, 8 * s), v1 = avx2::act8<kActF16>(r + as, 8 * s);
+      const __m256 v2 = avx2::act8<kActF16>(r + 2 * as, 8 * s), v3 = avx2::act8<kActF16>(r + 3 * as, 8 * s);
       const __m256 t0 = _mm256_unpacklo_ps(v0, v1), t1 = _mm256_unpackhi_ps(v0, v1);
       const __m256 t2 = _mm256_unpacklo_ps(v2, v3), t3 = _mm256_unpackhi_ps(v2, v3);
       // u_l holds element l (low half) and l + 4 (high half) of the four rows.
@@ -411,9 +365,9 @@ inline void panel_interleave(const uint8_t* a, int64_t as, int cc, int64_t n, fl
     }
   for (int c = c4; c < cc; ++c)
     for (int64_t s = 0; s < per; ++s)
-      for (int l = 0; l < 8; ++l) dst[(l * per + s) * cc + c] = act1<kActF16>(a + c * as, 8 * s + l);
+      for (int l = 0; l < 8; ++l) dst[(l * per + s) * cc + c] = avx2::act1<kActF16>(a + c * as, 8 * s + l);
   for (int64_t e = 8 * per; e < n; ++e)
-    for (int c = 0; c < cc; ++c) dst[e * cc + c] = act1<kActF16>(a + c * as, e);
+    for (int c = 0; c < cc; ++c) dst[e * cc + c] = avx2::act1<kActF16>(a + c * as, e);
 }
 
 // Whole activation rows go into a stack buffer in panel order (a row split
@@ -434,7 +388,7 @@ void matmul_panels(const uint8_t* w, int64_t gs, int64_t r0, int64_t r1, int64_t
     const int64_t left = std::min<int64_t>(n_cols - c0, max_cols);
     const int cc = left >= 12 ? 12 : left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
     if (cc == 1)
-      panel_order<kActF16>(a + c0 * as, n, buf);
+      avx2::panel_order<kActF16>(a + c0 * as, n, buf);
     else
       panel_interleave<kActF16>(a + c0 * as, as, cc, n, buf);
     panel_cols<P>(cc, w, gs, p0, p1, n, buf, out + c0 * os, os);
