@@ -165,8 +165,38 @@ TEST(CpuKernels, PackRoundTrips) {
   }
 }
 
-TEST(CpuKernels, PackedMatmulMatchesScalar) {
+// One packed-matmul case: rows [r0, rows) of random weights of type t
+// (changed by `tweak` before packing) times n_cols random activation rows,
+// through the scalar table's plain kernel (want) and table k's packed one
+// (got); both start at -1, so that writes outside the rows show.
+struct PackedCase {
+  std::vector<uint8_t> w, a;
+  std::vector<float> want, got;
+};
+
+template <class Tweak>
+PackedCase run_packed_case(const Kernels& k, DType t, int64_t rows, int64_t r0, int64_t n, int64_t n_cols,
+                           int64_t os, std::mt19937_64& rng, Tweak&& tweak) {
   const Kernels& ref = kernels_scalar();
+  const DType at = tensor::vec_dot_type(t);
+  const int64_t wrb = tensor::row_bytes(t, n), arb = tensor::row_bytes(at, n);
+  PackedCase pc;
+  pc.w = random_weights(rng, t, rows, n);
+  tweak(pc.w);
+  std::vector<uint8_t> packed(rows / kPackRows * packed_group_bytes(t, n));
+  pack_rows(t, pc.w.data(), wrb, rows, n, packed.data());
+  pc.a.resize(n_cols * arb);
+  for (int64_t c = 0; c < n_cols; ++c)
+    ref.quantize[dtype_index(at)](random_floats(rng, n).data(), pc.a.data() + c * arb, n);
+  pc.want.assign(n_cols * os, -1.0f);
+  pc.got.assign(n_cols * os, -1.0f);
+  ref.matmul[dtype_index(t)](pc.w.data(), wrb, r0, rows, n, pc.a.data(), arb, n_cols, pc.want.data(), os);
+  k.matmul_packed[dtype_index(t)](packed.data(), packed_group_bytes(t, n), r0, rows, n, pc.a.data(), arb, n_cols,
+                                  pc.got.data(), os);
+  return pc;
+}
+
+TEST(CpuKernels, PackedMatmulMatchesScalar) {
   for (const Kernels* k : kernels_available()) {
     for (DType t : {DType::Q4_0, DType::Q8_0, DType::F16, DType::F32}) {
       if (!k->matmul_packed[dtype_index(t)]) continue;
@@ -178,28 +208,19 @@ TEST(CpuKernels, PackedMatmulMatchesScalar) {
           SCOPED_TRACE(::testing::Message() << k->isa << " " << tensor::dtype_name(t) << " n=" << n
                                             << " cols=" << n_cols << " seed=" << seed);
           std::mt19937_64 rng(seed);
-          const int64_t rows = 48, r0 = 16, r1 = 48, os = rows + 5;
+          const int64_t rows = 48, r0 = 16, os = rows + 5;
           const DType at = tensor::vec_dot_type(t);
           const int64_t wrb = tensor::row_bytes(t, n), arb = tensor::row_bytes(at, n);
-          const auto w = random_weights(rng, t, rows, n);
-          std::vector<uint8_t> packed(rows / kPackRows * packed_group_bytes(t, n));
-          pack_rows(t, w.data(), wrb, rows, n, packed.data());
-          std::vector<uint8_t> a(n_cols * arb);
-          for (int64_t c = 0; c < n_cols; ++c)
-            ref.quantize[dtype_index(at)](random_floats(rng, n).data(), a.data() + c * arb, n);
-          std::vector<float> want(n_cols * os, -1.0f), got(n_cols * os, -1.0f);
-          ref.matmul[dtype_index(t)](w.data(), wrb, r0, r1, n, a.data(), arb, n_cols, want.data(), os);
-          k->matmul_packed[dtype_index(t)](packed.data(), packed_group_bytes(t, n), r0, r1, n, a.data(), arb, n_cols,
-                                          got.data(), os);
+          const PackedCase pc = run_packed_case(*k, t, rows, r0, n, n_cols, os, rng, [](std::vector<uint8_t>&) {});
           for (int64_t c = 0; c < n_cols; ++c)
             for (int64_t r = 0; r < rows; ++r) {
               const int64_t i = c * os + r;
               if (r < r0) {
-                EXPECT_EQ(got[i], -1.0f) << "wrote outside rows at r=" << r;
+                EXPECT_EQ(pc.got[i], -1.0f) << "wrote outside rows at r=" << r;
                 continue;
               }
-              const double tol = 1e-5 * abs_dot(t, w.data() + r * wrb, at, a.data() + c * arb, n) + 1e-6;
-              ASSERT_NEAR(got[i], want[i], tol) << "r=" << r << " c=" << c;
+              const double tol = 1e-5 * abs_dot(t, pc.w.data() + r * wrb, at, pc.a.data() + c * arb, n) + 1e-6;
+              ASSERT_NEAR(pc.got[i], pc.want[i], tol) << "r=" << r << " c=" << c;
             }
         }
       }
@@ -213,7 +234,6 @@ TEST(CpuKernels, PackedMatmulMatchesScalar) {
 // lengths below eight, with a tail, and longer than a chain's prefetch
 // distance; every column-tile width and its remainders.
 TEST(CpuKernels, PackedFloatMatmulIsBitExact) {
-  const Kernels& ref = kernels_scalar();
   for (const Kernels* k : kernels_available()) {
     for (DType t : {DType::F16, DType::F32}) {
       if (!k->matmul_packed[dtype_index(t)]) continue;
@@ -223,20 +243,10 @@ TEST(CpuKernels, PackedFloatMatmulIsBitExact) {
           SCOPED_TRACE(::testing::Message() << k->isa << " " << tensor::dtype_name(t) << " n=" << n
                                             << " cols=" << n_cols << " seed=" << seed);
           std::mt19937_64 rng(seed);
-          const int64_t rows = 64, r0 = 16, r1 = 64, os = rows + 3;
-          const DType at = tensor::vec_dot_type(t);
-          const int64_t wrb = tensor::row_bytes(t, n), arb = tensor::row_bytes(at, n);
-          const auto w = random_weights(rng, t, rows, n);
-          std::vector<uint8_t> packed(rows / kPackRows * packed_group_bytes(t, n));
-          pack_rows(t, w.data(), wrb, rows, n, packed.data());
-          std::vector<uint8_t> a(n_cols * arb);
-          for (int64_t c = 0; c < n_cols; ++c)
-            ref.quantize[dtype_index(at)](random_floats(rng, n).data(), a.data() + c * arb, n);
-          std::vector<float> want(n_cols * os, -1.0f), got(n_cols * os, -1.0f);
-          ref.matmul[dtype_index(t)](w.data(), wrb, r0, r1, n, a.data(), arb, n_cols, want.data(), os);
-          k->matmul_packed[dtype_index(t)](packed.data(), packed_group_bytes(t, n), r0, r1, n, a.data(), arb, n_cols,
-                                          got.data(), os);
-          for (int64_t i = 0; i < n_cols * os; ++i) ASSERT_EQ(got[i], want[i]) << "r=" << i % os << " c=" << i / os;
+          const int64_t rows = 64, os = rows + 3;
+          const PackedCase pc = run_packed_case(*k, t, rows, 16, n, n_cols, os, rng, [](std::vector<uint8_t>&) {});
+          for (int64_t i = 0; i < n_cols * os; ++i)
+            ASSERT_EQ(pc.got[i], pc.want[i]) << "r=" << i % os << " c=" << i / os;
         }
       }
     }
@@ -250,7 +260,6 @@ TEST(CpuKernels, PackedFloatMatmulIsBitExact) {
 // any tile of columns; weights of -128 (which no quantizer makes, but a file
 // may hold) included.
 TEST(CpuKernels, PackedQ8_0IsBitExact) {
-  const Kernels& ref = kernels_scalar();
   const DType t = DType::Q8_0;
   for (const Kernels* k : isa_tables()) {
     if (!k->matmul_packed[dtype_index(t)]) continue;
@@ -260,27 +269,21 @@ TEST(CpuKernels, PackedQ8_0IsBitExact) {
         SCOPED_TRACE(::testing::Message() << k->isa << " n=" << n << " cols=" << n_cols << " seed=" << seed);
         std::mt19937_64 rng(seed);
         const int64_t rows = 48, os = rows + 5;
-        const int64_t wrb = tensor::row_bytes(t, n), arb = tensor::row_bytes(DType::Q8_0, n);
-        auto w = random_weights(rng, t, rows, n);
-        std::uniform_int_distribution<int64_t> pick(0, rows * (n / 32) - 1);
-        for (int i = 0; i < 8; ++i) {
-          const int64_t blk = pick(rng);
-          w[blk / (n / 32) * wrb + blk % (n / 32) * sizeof(tensor::BlockQ8_0) + 2 + i % 32] = 0x80;
-        }
-        std::vector<uint8_t> packed(rows / kPackRows * packed_group_bytes(t, n));
-        pack_rows(t, w.data(), wrb, rows, n, packed.data());
-        std::vector<uint8_t> a(n_cols * arb);
-        for (int64_t c = 0; c < n_cols; ++c)
-          ref.quantize[dtype_index(DType::Q8_0)](random_floats(rng, n).data(), a.data() + c * arb, n);
-        std::vector<float> want(n_cols * os, -1.0f), got(n_cols * os, -1.0f);
-        ref.matmul[dtype_index(t)](w.data(), wrb, 16, rows, n, a.data(), arb, n_cols, want.data(), os);
-        k->matmul_packed[dtype_index(t)](packed.data(), packed_group_bytes(t, n), 16, rows, n, a.data(), arb, n_cols,
-                                        got.data(), os);
+        const int64_t wrb = tensor::row_bytes(t, n);
+        // Quants of -128, whose sign the AVX2 kernel's sign trick must handle.
+        auto plant = [&](std::vector<uint8_t>& w) {
+          std::uniform_int_distribution<int64_t> pick(0, rows * (n / 32) - 1);
+          for (int i = 0; i < 8; ++i) {
+            const int64_t blk = pick(rng);
+            w[blk / (n / 32) * wrb + blk % (n / 32) * sizeof(tensor::BlockQ8_0) + 2 + i % 32] = 0x80;
+          }
+        };
+        const PackedCase pc = run_packed_case(*k, t, rows, 16, n, n_cols, os, rng, plant);
         for (int64_t c = 0; c < n_cols; ++c)
           for (int64_t r = 0; r < rows; ++r) {
             const int64_t i = c * os + r;
-            ASSERT_EQ(std::memcmp(&got[i], &want[i], sizeof(float)), 0)
-                << "r=" << r << " c=" << c << " got " << got[i] << " want " << want[i];
+            ASSERT_EQ(std::memcmp(&pc.got[i], &pc.want[i], sizeof(float)), 0)
+                << "r=" << r << " c=" << c << " got " << pc.got[i] << " want " << pc.want[i];
           }
       }
     }
