@@ -139,6 +139,34 @@ TEST(Cli, RunSeededSamplingRepeats) {
   EXPECT_NE(a.err.find("seed:       42"), std::string::npos) << a.err;
 }
 
+// bench's JSON: one entry per test, llama-bench's fields; with --parallel,
+// the tg test decodes that many sequences a step and counts all their tokens.
+TEST(Cli, BenchReportsEachTestAndParallelDecode) {
+  const CliResult r = run_split("bench -m " + shell_quoted(repo_path(kDemoModel)) +
+                                " -p 8 -n 4 -r 2 -t 2 --parallel 3 --bandwidth 10 -o json");
+  ASSERT_EQ(r.status, 0) << r.both();
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j.size(), 2u) << r.out;
+  EXPECT_EQ(j[0]["test"], "pp8");
+  EXPECT_EQ(j[0]["n_seq"], 1);
+  EXPECT_EQ(j[1]["test"], "tg4 x3");
+  EXPECT_EQ(j[1]["n_seq"], 3);
+  EXPECT_EQ(j[1]["n_gen"], 4);
+  for (const auto& t : j) {
+    EXPECT_EQ(t["samples_s"].size(), 2u);
+    EXPECT_GT(t["avg_ts"].get<double>(), 0.0);
+    // t/s is the tokens of a repetition over its seconds, averaged.
+    double mean = 0;
+    const double tokens = t["n_prompt"].get<int>() > 0 ? 8.0 : 12.0;
+    for (const auto& s : t["samples_s"]) mean += tokens / s.get<double>() / 2;
+    EXPECT_NEAR(t["avg_ts"].get<double>(), mean, 1e-6 * mean) << t.dump();
+  }
+  // The bandwidth floor is per sequence; a batched step has none.
+  EXPECT_FALSE(j[1].contains("floor_ts")) << j[1].dump();
+  expect_clean_failure(run_split("bench -m " + shell_quoted(repo_path(kDemoModel)) + " --parallel 0"),
+                       "bench --parallel 0");
+}
+
 TEST(Cli, LogitsMatchReferenceSchemaAndArgmax) {
   const std::string ref_base = repo_path("tests/data/ref/kjv-7m-q8_0.beginning");
   std::ifstream in(ref_base + ".json");

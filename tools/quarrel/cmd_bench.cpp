@@ -1,6 +1,8 @@
 // quarrel bench: llama-bench's tests and table, on any backend.
 //   ppN  one batch of N prompt tokens (logits for the last only)
 //   tgN  N tokens decoded one at a time, starting from an empty cache
+//        (--parallel P: P sequences decoded together, one row each per step,
+//        as the server's batches do; t/s counts every sequence's tokens)
 // Each test runs once to warm up, then -r times; t/s is the mean over runs
 // with its standard deviation, as llama-bench reports it. Decode tests also
 // report bytes read per token against the machine's measured read bandwidth.
@@ -35,6 +37,7 @@ struct BenchOptions {
   bool membw_only = false;
   double bandwidth_gbs = 0;  // 0: measure (CPU backends)
   std::string isa;           // CPU kernel table to use instead of the best one
+  int parallel = 1;          // sequences decoded together in tg tests
 };
 
 // The CPU kernel table named `isa` (scalar, avx2, avx512, neon), if this CPU
@@ -51,6 +54,7 @@ const cpu::Kernels& kernels_named(const std::string& isa) {
 struct TestResult {
   std::string name;  // pp512, tg128
   int n_prompt = 0, n_gen = 0;
+  int n_seq = 1;                // tg: sequences decoded together
   std::vector<double> seconds;  // one per repetition
   double mean_ts = 0, stddev_ts = 0;
   double bytes_per_token = 0;   // tg only: weights + mean KV read
@@ -111,40 +115,47 @@ double run_prompt(runtime::Backend& b, const std::vector<int32_t>& tokens, float
   return seconds_since(t0);
 }
 
-double run_gen(runtime::Backend& b, const std::vector<int32_t>& tokens, float* logits) {
+// Each step is one forward pass with a row for each of `n_seq` sequences at
+// the same position; every row wants logits, as in the server's decode steps.
+double run_gen(runtime::Backend& b, const std::vector<int32_t>& tokens, int n_seq, float* logits) {
+  std::vector<runtime::BatchEntry> batch(n_seq);
   const auto t0 = std::chrono::steady_clock::now();
   for (size_t i = 0; i < tokens.size(); ++i) {
-    const runtime::BatchEntry e{tokens[i], static_cast<int32_t>(i), 0, true};
-    b.forward({&e, 1}, logits);
+    for (int s = 0; s < n_seq; ++s)
+      batch[s] = {tokens[(i + static_cast<size_t>(s)) % tokens.size()], static_cast<int32_t>(i), s, true};
+    b.forward(batch, logits);
   }
   return seconds_since(t0);
 }
 
-TestResult run_test(runtime::Backend& b, const model::Config& c, int n_prompt, int n_gen, int reps) {
+TestResult run_test(runtime::Backend& b, const model::Config& c, int n_prompt, int n_gen, int n_seq, int reps) {
   TestResult r;
   r.n_prompt = n_prompt;
   r.n_gen = n_gen;
-  r.name = n_prompt > 0 ? fmt::format("pp{}", n_prompt) : fmt::format("tg{}", n_gen);
+  r.n_seq = n_prompt > 0 ? 1 : n_seq;
+  r.name = n_prompt > 0 ? fmt::format("pp{}", n_prompt)
+                        : (r.n_seq > 1 ? fmt::format("tg{} x{}", n_gen, r.n_seq) : fmt::format("tg{}", n_gen));
   const int n = n_prompt > 0 ? n_prompt : n_gen;
+  const int n_tokens = n * r.n_seq;
   const auto tokens = bench_tokens(n, c.n_vocab);
   // Each step copies the last row's logits to the host, as llama-bench's
   // llama_decode does, into the buffer the backend copies to fastest.
-  float* logits = b.logits_buffer(c.n_vocab);
-  auto once = [&] { return n_prompt > 0 ? run_prompt(b, tokens, logits) : run_gen(b, tokens, logits); };
+  float* logits = b.logits_buffer(c.n_vocab * static_cast<int64_t>(r.n_seq));
+  auto once = [&] { return n_prompt > 0 ? run_prompt(b, tokens, logits) : run_gen(b, tokens, r.n_seq, logits); };
   once();  // warm-up: faults in the weights, settles caches and clocks
   const double wait0 = cpu::barrier_wait_seconds(b);
   const double cpu0 = process_cpu_seconds();
   for (int i = 0; i < reps; ++i) r.seconds.push_back(once());
   r.cpu_seconds = process_cpu_seconds() - cpu0;
   std::vector<double> ts;
-  for (double s : r.seconds) ts.push_back(n / s);
+  for (double s : r.seconds) ts.push_back(n_tokens / s);
   r.mean_ts = mean(ts);
   r.stddev_ts = stddev(ts);
   double total = 0;
   for (double s : r.seconds) total += s;
   const int threads = std::max(b.options().n_threads, 1);
   r.barrier_share = (cpu::barrier_wait_seconds(b) - wait0) / (total * threads);
-  if (n_gen > 0) {
+  if (n_gen > 0 && r.n_seq == 1) {
     double bytes = 0;
     for (int p = 0; p < n_gen; ++p) bytes += static_cast<double>(b.bytes_per_token(p + 1));
     r.bytes_per_token = bytes / n_gen;
@@ -152,7 +163,7 @@ TestResult run_test(runtime::Backend& b, const model::Config& c, int n_prompt, i
   return r;
 }
 
-double reps_tokens(const TestResult& r) { return r.n_prompt > 0 ? r.n_prompt : r.n_gen; }
+double reps_tokens(const TestResult& r) { return r.n_prompt > 0 ? r.n_prompt : r.n_gen * r.n_seq; }
 
 std::string size_label(double bytes) {
   return bytes >= 1024.0 * 1024 * 1024 ? fmt::format("{:.2f} GiB", bytes / (1024.0 * 1024 * 1024))
@@ -187,9 +198,10 @@ void run_bench(const BenchOptions& o) {
   const int max_n = *std::max_element(o.n_gen.begin(), o.n_gen.end());
   mo.batch_size = std::max(max_p, 1);
   if (mo.ctx_size == 0) mo.ctx_size = std::max(max_p, max_n) + 1;
+  mo.batch_size = std::max(mo.batch_size, o.parallel);
   Loaded l;
   if (o.isa.empty()) {
-    l = load_model(mo);
+    l = load_model(mo, o.parallel);
   } else {
     if (runtime::backend_kind_from_name(mo.backend) == runtime::BackendKind::Cuda)
       fail("--isa picks a CPU kernel table; it does not apply to --backend cuda");
@@ -198,6 +210,7 @@ void run_bench(const BenchOptions& o) {
     bo.n_threads = mo.threads;
     bo.n_ctx = mo.ctx_size;
     bo.n_batch = mo.batch_size;
+    bo.n_seq = o.parallel;
     l.backend = cpu::make_backend(*l.model, bo, kernels_named(o.isa));
   }
   const model::Model& m = *l.model;
@@ -212,9 +225,9 @@ void run_bench(const BenchOptions& o) {
 
   std::vector<TestResult> results;
   for (int p : o.n_prompt)
-    if (p > 0) results.push_back(run_test(b, m.config, p, 0, o.reps));
+    if (p > 0) results.push_back(run_test(b, m.config, p, 0, 1, o.reps));
   for (int n : o.n_gen)
-    if (n > 0) results.push_back(run_test(b, m.config, 0, n, o.reps));
+    if (n > 0) results.push_back(run_test(b, m.config, 0, n, o.parallel, o.reps));
 
   // The bandwidth floor: host memory for a CPU backend, else only if given.
   double bw = o.bandwidth_gbs;
@@ -227,13 +240,13 @@ void run_bench(const BenchOptions& o) {
       nlohmann::json j = {{"model_filename", m.file.path()}, {"model_type", model_desc},
                           {"model_size", static_cast<int64_t>(size)}, {"model_n_params", static_cast<int64_t>(params)},
                           {"backend", b.name()}, {"n_threads", b.options().n_threads},
-                          {"n_prompt", r.n_prompt}, {"n_gen", r.n_gen}, {"test", r.name},
+                          {"n_prompt", r.n_prompt}, {"n_gen", r.n_gen}, {"n_seq", r.n_seq}, {"test", r.name},
                           {"avg_ts", r.mean_ts}, {"stddev_ts", r.stddev_ts}, {"samples_s", r.seconds}};
       if (is_cpu) {
         j["barrier_wait_share"] = r.barrier_share;
         j["cpu_ms_per_token"] = 1e3 * r.cpu_seconds / (reps_tokens(r) * o.reps);
       }
-      if (r.n_gen > 0) {
+      if (r.bytes_per_token > 0) {
         j["bytes_per_token"] = r.bytes_per_token;
         if (bw > 0) {
           j["read_bandwidth_gbs"] = bw;
@@ -258,7 +271,7 @@ void run_bench(const BenchOptions& o) {
   fmt::print("\n");
   for (const auto& r : results) {
     std::string line = fmt::format("{}: {:.2f} ms/token", r.name, 1e3 / r.mean_ts);
-    if (r.n_gen > 0) {
+    if (r.bytes_per_token > 0) {
       line += fmt::format(", reads {:.1f} MB/token", r.bytes_per_token / 1e6);
       if (bw > 0) {
         const double floor = bw * 1e9 / r.bytes_per_token;
@@ -285,6 +298,9 @@ CommandRegistration reg{[](CLI::App& app) {
       ->check(CLI::Range(0, 1 << 16));
   cmd->add_option("-r,--repetitions", o->reps, "repetitions of each test")->check(CLI::Range(1, 1000));
   cmd->add_option("-o,--output", o->output, "output format: md or json")->check(CLI::IsMember({"md", "json"}));
+  cmd->add_option("--parallel", o->parallel,
+                  "sequences decoded together in tg tests, one row each per forward pass (the server's batches)")
+      ->check(CLI::Range(1, 256));
   cmd->add_flag("--membw", o->membw_only, "measure this machine's memory read bandwidth and exit");
   cmd->add_option("--bandwidth", o->bandwidth_gbs, "read bandwidth in GB/s for the floor (default: measure)")
       ->check(CLI::Range(0.0, 1e5));
