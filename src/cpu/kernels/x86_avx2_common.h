@@ -15,6 +15,15 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+// The eight chains of ggml's AVX2 dot products (one per lane group or per
+// ymm), added as its horizontal sum adds the lanes of one register:
+// ((c0 + c4) + (c2 + c6)) + ((c1 + c5) + (c3 + c7)), lane by lane.
+inline __m256 add_chains(const __m256* c) {
+  const __m256 t0 = _mm256_add_ps(c[4], c[0]), t1 = _mm256_add_ps(c[5], c[1]);
+  const __m256 t2 = _mm256_add_ps(c[6], c[2]), t3 = _mm256_add_ps(c[7], c[3]);
+  return _mm256_add_ps(_mm256_add_ps(t0, t2), _mm256_add_ps(t1, t3));
+}
+
 inline int32_t hsum_i32(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
   s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));

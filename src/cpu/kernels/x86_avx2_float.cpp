@@ -416,9 +416,7 @@ inline void values_pass(const float* const* p, const float* v, int64_t vs, int64
     for (int t = 0; t < D; ++t) {
       __m256 c[8];
       for (int l = 0; l < 8; ++l) c[l] = _mm256_loadu_ps(chains + ((l * G + g) * D + t) * 8);
-      const __m256 t0 = _mm256_add_ps(c[4], c[0]), t1 = _mm256_add_ps(c[5], c[1]);
-      const __m256 t2 = _mm256_add_ps(c[6], c[2]), t3 = _mm256_add_ps(c[7], c[3]);
-      _mm256_storeu_ps(out[g] + d0 + 8 * t, _mm256_add_ps(_mm256_add_ps(t0, t2), _mm256_add_ps(t1, t3)));
+      _mm256_storeu_ps(out[g] + d0 + 8 * t, add_chains(c));
     }
 }
 

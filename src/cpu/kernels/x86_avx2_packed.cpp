@@ -133,12 +133,6 @@ void matmul_packed_q4_0(const uint8_t* w, int64_t gs, int64_t r0, int64_t r1, in
 // within each chain is unchanged, so the result is bit-identical whatever the
 // tile.
 
-inline __m256 add_chains(const __m256* c) {
-  const __m256 t0 = _mm256_add_ps(c[4], c[0]), t1 = _mm256_add_ps(c[5], c[1]);
-  const __m256 t2 = _mm256_add_ps(c[6], c[2]), t3 = _mm256_add_ps(c[7], c[3]);
-  return _mm256_add_ps(_mm256_add_ps(t0, t2), _mm256_add_ps(t1, t3));
-}
-
 // Eight rows' chain sums of one chunk w (four quants of each row; aw = |w|)
 // with the four activation bytes at a4.
 inline __m256 q8_quad(__m256i w, __m256i aw, const uint8_t* a4) {
