@@ -7,6 +7,10 @@
 #include <cstring>
 
 namespace quarrel::cpu::avx2 {
+// Internal linkage: a file built with other ISA flags that includes this gets
+// its own copies, never one the linker picked from an AVX-512 file (which
+// would fault on an AVX2-only CPU wherever the compiler did not inline it).
+namespace {
 
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -88,4 +92,5 @@ inline __m256 exp_ps(__m256 x) {
   return _mm256_blendv_ps(_mm256_blendv_ps(normal, scaled, big), _mm256_mul_ps(s1, s1), huge);
 }
 
+}  // namespace
 }  // namespace quarrel::cpu::avx2
