@@ -138,8 +138,9 @@ TestResult run_test(runtime::Backend& b, const model::Config& c, int n_prompt, i
   const int n = n_prompt > 0 ? n_prompt : n_gen;
   const int n_tokens = n * r.n_seq;
   const auto tokens = bench_tokens(n, c.n_vocab);
-  // Each step copies the last row's logits to the host, as llama-bench's
-  // llama_decode does, into the buffer the backend copies to fastest.
+  // Each step copies its logits to the host (the last row's, or every
+  // sequence's row), as llama_decode does, into the buffer the backend
+  // copies to fastest.
   float* logits = b.logits_buffer(c.n_vocab * static_cast<int64_t>(r.n_seq));
   auto once = [&] { return n_prompt > 0 ? run_prompt(b, tokens, logits) : run_gen(b, tokens, r.n_seq, logits); };
   once();  // warm-up: faults in the weights, settles caches and clocks
@@ -196,9 +197,8 @@ void run_bench(const BenchOptions& o) {
   ModelOptions mo = o.model;
   const int max_p = *std::max_element(o.n_prompt.begin(), o.n_prompt.end());
   const int max_n = *std::max_element(o.n_gen.begin(), o.n_gen.end());
-  mo.batch_size = std::max(max_p, 1);
+  mo.batch_size = std::max({max_p, o.parallel, 1});
   if (mo.ctx_size == 0) mo.ctx_size = std::max(max_p, max_n) + 1;
-  mo.batch_size = std::max(mo.batch_size, o.parallel);
   Loaded l;
   if (o.isa.empty()) {
     l = load_model(mo, o.parallel);
@@ -232,7 +232,8 @@ void run_bench(const BenchOptions& o) {
   // The bandwidth floor: host memory for a CPU backend, else only if given.
   double bw = o.bandwidth_gbs;
   const bool is_cpu = b.name().rfind("cpu", 0) == 0;
-  if (bw <= 0 && is_cpu && max_n > 0) bw = cpu::measure_read_bandwidth(b.options().n_threads).best_gbs;
+  if (bw <= 0 && is_cpu && max_n > 0 && o.parallel == 1)
+    bw = cpu::measure_read_bandwidth(b.options().n_threads).best_gbs;
 
   if (o.output == "json") {
     nlohmann::json arr = nlohmann::json::array();
