@@ -7,7 +7,8 @@
 #include <immintrin.h>
 
 #include <cstdint>
-#include <cstring>
+
+#include "cpu/kernels/x86_avx2_common.h"
 
 namespace quarrel::cpu::avx2 {
 namespace {
@@ -15,17 +16,12 @@ namespace {
 // Activation element e of a row (F16 or F32) as a float, and eight from e.
 template <bool kActF16>
 inline float act1(const uint8_t* a, int64_t e) {
-  if constexpr (kActF16) {
-    uint16_t h;
-    std::memcpy(&h, a + 2 * e, 2);
-    return _cvtsh_ss(h);
-  } else {
-    return reinterpret_cast<const float*>(a)[e];
-  }
+  if constexpr (kActF16) return f16_to_f32(a + 2 * e);
+  else return reinterpret_cast<const float*>(a)[e];
 }
 template <bool kActF16>
 inline __m256 act8(const uint8_t* a, int64_t e) {
-  if constexpr (kActF16) return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + 2 * e)));
+  if constexpr (kActF16) return _mm256_cvtph_ps(load128(a + 2 * e));
   else return _mm256_loadu_ps(reinterpret_cast<const float*>(a) + e);
 }
 
