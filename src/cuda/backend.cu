@@ -261,8 +261,8 @@ void CudaBackend::print_stage_times() const {
   if (a.n_layer < 3 || count(1) == 0) return;
   const int n = count(1);
   // A stage's time includes waiting for its input; "next" is the start of
-  // the next stage's weight copies (and a grid barrier's wait, for the
-  // two-stage attention's scores).
+  // the next stage's weight copies (and, after the two-stage attention's
+  // scores, a grid barrier's wait).
   static const char* one_stage[] = {"qkv", "next", "attention", "next", "o", "next", "ffn", "next", "down", "next"};
   static const char* two_stage[] = {"qkv", "next", "scores", "wait", "softmax+V", "next",
                                     "o",   "next", "ffn",    "next", "down",      "next"};

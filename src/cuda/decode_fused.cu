@@ -32,32 +32,22 @@ int slice_dims_for(const FusedStep& a, int n_sm) {
   return dims;
 }
 
-// The grid barrier in two halves, so that a block can start its copies for
-// the next stage between them: every block arrives (grid_arrive), then waits
-// until all have (grid_wait). Thread 0 counts the block in and spins on the
-// counter. The copies go after the arrival because a release waits for the
-// thread's outstanding memory operations, cp.async copies included.
-__device__ __forceinline__ void grid_arrive(unsigned int* counter, unsigned int& target) {
+// The grid barrier, for long contexts' two-stage attention (every other
+// stage waits for its input words instead): every block counts itself in,
+// then thread 0 spins until all have.
+__device__ __forceinline__ void grid_barrier(unsigned int* counter, unsigned int& target) {
   target += gridDim.x;
   __syncthreads();
   // A release add publishes the block's writes (ordered before it by the
   // __syncthreads above); the acquire loads make the other blocks' visible.
-  if (threadIdx.x == 0) asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(counter) : "memory");
-}
-
-__device__ __forceinline__ void grid_wait(const unsigned int* counter, unsigned int target) {
   if (threadIdx.x == 0) {
+    asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(counter) : "memory");
     unsigned int seen;
     do {
       asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(counter) : "memory");
     } while (seen < target);
   }
   __syncthreads();
-}
-
-__device__ __forceinline__ void grid_barrier(unsigned int* counter, unsigned int& target) {
-  grid_arrive(counter, target);
-  grid_wait(counter, target);
 }
 
 // Pulls bytes [0, n) of p into L2, spread over every thread of the grid.
@@ -68,22 +58,19 @@ __device__ __forceinline__ void prefetch_span(const void* p, int64_t n) {
     asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const uint8_t*>(p) + off));
 }
 
-// One matvec stage: the block loads the stage's input, then computes its
-// units. With hand-off words, a block without units skips the stage (it
-// must not wait for an input that may already hold a later stage's values),
-// and one with units first waits until every warp is done with the shared
-// memory of the stage before (without them, the grid barrier's
-// __syncthreads has done that).
-template <DType WT, DType VT, MatvecInput IN, MatvecOutput OUT, bool kHandOff, bool kNarrow>
+// One matvec stage: the block loads the stage's input words, then computes
+// its units. A block without units skips the stage (it must not wait for an
+// input that may already hold a later stage's values), and one with units
+// first waits until every warp is done with the shared memory of the stage
+// before.
+template <DType WT, DType VT, MatvecInput IN, MatvecOutput OUT, bool kNarrow>
 __device__ __forceinline__ void matvec_stage(const MatvecArgs& s, float* smem, double* red, int warp, int n_warps,
                                              const WeightSlots& slots) {
-  if constexpr (kHandOff) {
-    if (!block_has_units<WT, OUT, kNarrow>(s)) return;
-    __syncthreads();
-  }
+  if (!block_has_units<WT, OUT, kNarrow>(s)) return;
+  __syncthreads();
   unsigned long long unused = 0;
-  load_input<IN, VT, kHandOff>(s, smem, red);
-  matvec_rows<WT, OUT, kHandOff, kNarrow>(s, smem, warp, n_warps, unused, slots);
+  load_input<IN, VT, true>(s, smem, red);
+  matvec_rows<WT, OUT, true, kNarrow>(s, smem, warp, n_warps, unused, slots);
 }
 
 template <DType WT, DType VT, typename KV, bool kNarrow>
@@ -139,24 +126,20 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
     for (int i = threadIdx.x; i < a.n_layer * kWords; i += blockDim.x) dst[i] = src[i];
     __syncthreads();
   }
-  // Float weights hand the stages' outputs on as words with epochs
-  // (common.cuh, handoff_store): a block waits for exactly the values it reads,
-  // with no grid barrier and no second round trip for the data. Quantized
-  // weights keep the grid barriers: measured on an H200, the hand-off took
-  // SmolLM2 F16 from 1,837 to 1,898 t/s but Q4_0 from 1,595 to 1,533
-  // (docs/PERF.md). Stage s of layer il (0 QKV, 1 attention, 2 output
-  // projection, 3 gate/up, 4 down) writes epoch base + kEpochsPerLayer * il
-  // + s + 1; base is the residual the embedding left in a.x, copied into
-  // the words here.
-  constexpr bool kHandOff = !is_quantized(WT);
+  // The stages hand their outputs on as words with epochs (common.cuh,
+  // handoff_store): a block waits for exactly the values it reads, with no
+  // grid barrier and no second round trip for the data (docs/PERF.md, the
+  // eighth and twelfth sessions). Stage s of layer il (0 QKV, 1 attention, 2
+  // output projection, 3 gate/up, 4 down) writes epoch base +
+  // kEpochsPerLayer * il + s + 1; base is the residual the embedding left in
+  // a.x, copied into the words here.
   const int qd = a.n_head * a.head_dim;
   uint64_t* x_words = a.handoff;
   uint64_t* qkv_words = x_words + a.n_embd;
   uint64_t* attn_words = qkv_words + qd + 2 * kvd;
   uint64_t* h_words = attn_words + qd;
   const unsigned base = static_cast<unsigned>(a.step[3]);
-  if constexpr (kHandOff)
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < a.n_embd; i += gridDim.x * blockDim.x)
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < a.n_embd; i += gridDim.x * blockDim.x)
       handoff_store(x_words + i, __ldcg(a.x + i), base);
   // Stage s's input words and epoch, and its output words and epoch.
   auto wire = [](MatvecArgs& s, const uint64_t* in, unsigned in_epoch, uint64_t* out, unsigned out_epoch) {
@@ -166,7 +149,6 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
     s.out_epoch = out_epoch;
   };
   auto handoff = [&](LayerArgs& m, int il) {
-    if constexpr (!kHandOff) return;
     const unsigned e = base + kEpochsPerLayer * il;
     wire(m.qkv, x_words, e, qkv_words, e + 1);
     wire(m.o, attn_words, e + 2, x_words, e + 3);
@@ -177,24 +159,21 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
     m.o.res_epoch = e;
     m.down.res_epoch = e + 3;
   };
-  // Between two stages: the grid barrier, if any, with the next stage's
-  // first weight copies and prefetches (`between`) issued between its
-  // arrival and its wait.
+  // Between two stages: the next stage's first weight copies and
+  // prefetches (`between`), timed apart from the stages.
   auto handover = [&](int il, auto&& between) {
     stamp(il);
-    if constexpr (!kHandOff) grid_arrive(a.barrier, target);
     between();
-    if constexpr (!kHandOff) grid_wait(a.barrier, target);
     stamp(il);
   };
-  // One-stage attention with hand-off words, when each block has at most one
+  // One-stage attention, for float weights when each block has at most one
   // (head, slice) item: the block copies its earlier positions' cache rows
   // into shared memory a layer ahead (stage_slice), so that they have
   // arrived when its attention starts. Everything here is recomputed from
   // the launch's parameters where it is used: the kernel is at its register
   // limit, and values live across the layer loop cost the stages their
   // load batching (measured: the two-stage softmax 2x slower).
-  auto kv_ahead = [&] { return kHandOff && pos < a.slice_ahead_pos; };
+  auto kv_ahead = [&] { return pos < a.slice_ahead_pos; };
   auto slice_smem = [&] { return reinterpret_cast<uint8_t*>(smem4) + a.slice_offset; };
   auto stage_ahead = [&](int il) {
     if (!kv_ahead() || il >= a.n_layer) return;
@@ -220,7 +199,7 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
     const unsigned e = base + kEpochsPerLayer * il;
     clock_at = 0;
     // QKV, RoPE and the KV-cache write.
-    matvec_stage<WT, VT, I::Norm, O::Qkv, kHandOff, kNarrow>(m.qkv, smem, red, warp, n_warps, slots);
+    matvec_stage<WT, VT, I::Norm, O::Qkv, kNarrow>(m.qkv, smem, red, warp, n_warps, slots);
     handover(il, [&] {
       stage_first_units<WT, O::Residual>(m.o, slots, warp, n_warps);
       maybe_prefetch<O::Residual>(m.o, warp, n_warps);
@@ -233,10 +212,10 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
       // A short context: attention in one stage, a query head's slice of
       // output dimensions per block.
       const int nd = a.slice_dims, per_head = a.head_dim / nd;
-      if (kHandOff) __syncthreads();  // every warp is done with the QKV stage's input
+      __syncthreads();  // every warp is done with the QKV stage's input
       for (int item = blockIdx.x; item < a.n_head * per_head; item += gridDim.x) {
         const int h = item / per_head, g = h / group;
-        attend_slice<kHandOff, kWarps>(
+        attend_slice<true, kWarps>(
             a.q + h * a.head_dim, qkv_words + h * a.head_dim, qkv_words + qd + g * a.head_dim,
             qkv_words + qd + kvd + g * a.head_dim, e + 1, kc + g * a.head_dim, vc + g * a.head_dim, kvd, n_pos,
             a.head_dim, a.scale, (item % per_head) * nd, nd, a.attn + h * a.head_dim, attn_words + h * a.head_dim,
@@ -249,12 +228,12 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
       // Attention, spread over the grid, behind grid barriers (the new
       // position's K and V rows are read from the cache): first the scores,
       // 32 positions of the query heads of one KV head per block ...
-      if constexpr (kHandOff) grid_barrier(a.barrier, target);
+      grid_barrier(a.barrier, target);
       {
         const int n_items = a.n_head_kv * ((n_pos + 31) / 32);
         if (static_cast<int>(blockIdx.x) < n_items) {
           for (int i = threadIdx.x; i < qd; i += blockDim.x)
-            smem[i] = kHandOff ? handoff_wait(qkv_words + i, e + 1) : __ldcg(a.q + i);
+            smem[i] = handoff_wait(qkv_words + i, e + 1);
           __syncthreads();
           for (int item = blockIdx.x; item < n_items; item += gridDim.x)
             score_chunk(smem, kc, kvd, item % a.n_head_kv, group, item / a.n_head_kv, n_pos, a.head_dim, a.scale,
@@ -274,20 +253,20 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
         float* chunk = smem + ((group * a.n_ctx + group + 3) & ~3);
         for (int item = blockIdx.x; item < a.n_head_kv * per_head; item += gridDim.x)
           softmax_values(a.scores, vc, kvd, item / per_head, group, (item % per_head) * nd, nd, n_pos, a.head_dim,
-                         a.attn, kHandOff ? attn_words : nullptr, e + 2, probs, inv_sum, chunk);
+                         a.attn, attn_words, e + 2, probs, inv_sum, chunk);
       }
       handover(il, [] {});
     }
 
     // Output projection into the residual.
-    matvec_stage<WT, VT, I::Plain, O::Residual, kHandOff, kNarrow>(m.o, smem, red, warp, n_warps, slots);
+    matvec_stage<WT, VT, I::Plain, O::Residual, kNarrow>(m.o, smem, red, warp, n_warps, slots);
     handover(il, [&] {
       stage_first_units<WT, O::Swiglu>(m.ffn, slots, warp, n_warps);
       maybe_prefetch<O::Residual>(m.down, warp, n_warps);
     });
 
     // RMSNorm, gate and up, SwiGLU.
-    matvec_stage<WT, VT, I::Norm, O::Swiglu, kHandOff, kNarrow>(m.ffn, smem, red, warp, n_warps, slots);
+    matvec_stage<WT, VT, I::Norm, O::Swiglu, kNarrow>(m.ffn, smem, red, warp, n_warps, slots);
     LayerArgs next = m;
     handover(il, [&] {
       stage_first_units<WT, O::Residual>(m.down, slots, warp, n_warps);
@@ -300,7 +279,7 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
     });
 
     // Down projection into the residual.
-    matvec_stage<WT, VT, I::Plain, O::Residual, kHandOff, kNarrow>(m.down, smem, red, warp, n_warps, slots);
+    matvec_stage<WT, VT, I::Plain, O::Residual, kNarrow>(m.down, smem, red, warp, n_warps, slots);
     if (il + 1 < a.n_layer) handover(il, [&] { stage_first_units<WT, O::Qkv>(next.qkv, slots, warp, n_warps); });
     m = next;
   }
