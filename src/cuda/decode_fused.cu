@@ -166,10 +166,14 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
     between();
     stamp(il);
   };
-  // One-stage attention, for float weights when each block has at most one
-  // (head, slice) item: the block copies its earlier positions' cache rows
-  // into shared memory a layer ahead (stage_slice), so that they have
-  // arrived when its attention starts. Everything here is recomputed from
+  // One-stage attention, when each block has at most one (head, slice) item
+  // and its shared memory is apart from the matvec input (slice_ahead_pos):
+  // the block copies its earlier positions' cache rows
+  // into shared memory ahead (stage_slice), after the down projection of the
+  // layer before, so that they have arrived when its attention starts.
+  // Issuing them costs a block about 1 µs (docs/PERF.md): there, most blocks
+  // are waiting for the last down-projection rows anyway, where right after
+  // the attention they held up the output projection. Everything here is recomputed from
   // the launch's parameters where it is used: the kernel is at its register
   // limit, and values live across the layer loop cost the stages their
   // load batching (measured: the two-stage softmax 2x slower).
@@ -221,7 +225,6 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
             a.head_dim, a.scale, (item % per_head) * nd, nd, a.attn + h * a.head_dim, attn_words + h * a.head_dim,
             e + 2, slice_smem(), red, kv_ahead());
       }
-      stage_ahead(il + 1);
       maybe_prefetch<O::Swiglu>(m.ffn, warp, n_warps);
       handover(il, [] {});
     } else {
@@ -280,7 +283,11 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
 
     // Down projection into the residual.
     matvec_stage<WT, VT, I::Plain, O::Residual, kNarrow>(m.down, smem, red, warp, n_warps, slots);
-    if (il + 1 < a.n_layer) handover(il, [&] { stage_first_units<WT, O::Qkv>(next.qkv, slots, warp, n_warps); });
+    if (il + 1 < a.n_layer)
+      handover(il, [&] {
+        stage_first_units<WT, O::Qkv>(next.qkv, slots, warp, n_warps);
+        stage_ahead(il + 1);
+      });
     m = next;
   }
 }
@@ -324,18 +331,26 @@ void launch(FusedStep a, const FusedLayer& layer0, int n_sm, cudaStream_t s) {
   // quantized weights (large models, whose decode streams from memory).
   a.slice_dims = slice_dims_for(a, n_sm);
   const int kv_bytes = a.kv_f32 ? 4 : 2;
-  // Float weights keep one-stage attention's shared memory apart from the
-  // matvec input (the copies a layer ahead land there during the matvecs).
-  a.slice_offset = is_quantized(WT) ? 0 : static_cast<int>(round16(matvec_input_floats(WT, a) * sizeof(float)));
+  const int sized = is_quantized(WT) ? kSliceSizedPos : kSliceMaxPos;
   auto slice_end = [&](int n_pos) {
     return a.slice_offset + slice_bytes(n_pos, a.head_dim, a.slice_dims, kv_bytes);
   };
+  // Whether shared memory up to `want` leaves the weight slots as large.
+  auto fits = [&](size_t want) {
+    return want + table <= kMaxDynamicSmem &&
+           slot_bytes_for<WT>(layer0, cap(want)) == slot_bytes_for<WT>(layer0, cap(base));
+  };
+  // One-stage attention's shared memory goes apart from the matvec input
+  // where that still fits (always for float weights, which have no slots),
+  // so that the cache rows can be copied there ahead, during the matvec
+  // stages; otherwise it shares the matvec input's.
+  a.slice_offset = static_cast<int>(round16(matvec_input_floats(WT, a) * sizeof(float)));
+  const bool apart = a.slice_dims != 0 && (!is_quantized(WT) || fits(round16(static_cast<size_t>(
+                                                                          slice_end(std::min(a.n_ctx, sized))))));
+  if (!apart) a.slice_offset = 0;
   if (a.slice_dims != 0) {
-    const int sized = is_quantized(WT) ? kSliceSizedPos : kSliceMaxPos;
     const size_t want = round16(static_cast<size_t>(slice_end(std::min(a.n_ctx, sized))));
-    if (want > base && want + table <= kMaxDynamicSmem &&
-        slot_bytes_for<WT>(layer0, cap(want)) == slot_bytes_for<WT>(layer0, cap(base)))
-      base = want;
+    if (want > base && fits(want)) base = want;
   }
   a.slot_offset = static_cast<int>(base);
   // QUARREL_CUDA_NO_SLOTS=1 reads every weight from global memory (to
@@ -350,8 +365,7 @@ void launch(FusedStep a, const FusedLayer& layer0, int n_sm, cudaStream_t s) {
            slice_end(a.slice_max_pos + 1) <= static_cast<int64_t>(base))
       ++a.slice_max_pos;
   a.slice_ahead_pos = 0;
-  if (!is_quantized(WT) && a.slice_dims != 0 && a.n_head * (a.head_dim / a.slice_dims) <= n_sm)
-    a.slice_ahead_pos = a.slice_max_pos;
+  if (apart && a.n_head * (a.head_dim / a.slice_dims) <= n_sm) a.slice_ahead_pos = a.slice_max_pos;
   auto run = [&](auto kernel) {
     allow_large_smem(kernel);
     int per_sm = 0;

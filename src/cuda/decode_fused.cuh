@@ -65,9 +65,10 @@ struct FusedStep {
   // attention in one stage (attend_slice, slice_dims output dimensions per
   // block); longer ones in two (score_chunk, softmax_values).
   // One-stage attention's shared memory starts slice_offset bytes in: past
-  // the matvec input for float weights, whose blocks copy the next layer's
-  // cache rows there while the matvec stages run (stage_slice), for
-  // contexts of up to slice_ahead_pos positions (0: never).
+  // the matvec input where it fits beside the weight slots (always for float
+  // weights), and then the blocks copy the next layer's cache rows there
+  // while the matvec stages run (stage_slice), for contexts of up to
+  // slice_ahead_pos positions (0: never).
   int slice_dims = 0, slice_max_pos = 0, slice_offset = 0, slice_ahead_pos = 0;
   // Diagnostics (QUARREL_CUDA_STAGE_TIMES=1): block 0 writes %globaltimer
   // at the start and at the end of each stage and barrier wait of every
