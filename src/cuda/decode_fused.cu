@@ -140,7 +140,7 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
   uint64_t* h_words = attn_words + qd;
   const unsigned base = static_cast<unsigned>(a.step[3]);
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < a.n_embd; i += gridDim.x * blockDim.x)
-      handoff_store(x_words + i, __ldcg(a.x + i), base);
+    handoff_store(x_words + i, __ldcg(a.x + i), base);
   // Stage s's input words and epoch, and its output words and epoch.
   auto wire = [](MatvecArgs& s, const uint64_t* in, unsigned in_epoch, uint64_t* out, unsigned out_epoch) {
     s.x_words = in;
@@ -168,13 +168,13 @@ __global__ void __launch_bounds__(kThreads) fused_decode_kernel(FusedStep a) {
   };
   // One-stage attention, when each block has at most one (head, slice) item
   // and its shared memory is apart from the matvec input (slice_ahead_pos):
-  // the block copies its earlier positions' cache rows
-  // into shared memory ahead (stage_slice), after the down projection of the
-  // layer before, so that they have arrived when its attention starts.
-  // Issuing them costs a block about 1 µs (docs/PERF.md): there, most blocks
-  // are waiting for the last down-projection rows anyway, where right after
-  // the attention they held up the output projection. Everything here is recomputed from
-  // the launch's parameters where it is used: the kernel is at its register
+  // the block copies its earlier positions' cache rows into shared memory
+  // ahead (stage_slice), after the down projection of the layer before, so
+  // that they have arrived when its attention starts. Issuing them costs a
+  // block about 1 µs (docs/PERF.md): there, most blocks are waiting for the
+  // last down-projection rows anyway, where right after the attention they
+  // held up the output projection. Everything here is recomputed from the
+  // launch's parameters where it is used: the kernel is at its register
   // limit, and values live across the layer loop cost the stages their
   // load batching (measured: the two-stage softmax 2x slower).
   auto kv_ahead = [&] { return pos < a.slice_ahead_pos; };
@@ -331,11 +331,16 @@ void launch(FusedStep a, const FusedLayer& layer0, int n_sm, cudaStream_t s) {
   // quantized weights (large models, whose decode streams from memory).
   a.slice_dims = slice_dims_for(a, n_sm);
   const int kv_bytes = a.kv_f32 ? 4 : 2;
-  const int sized = is_quantized(WT) ? kSliceSizedPos : kSliceMaxPos;
   auto slice_end = [&](int n_pos) {
     return a.slice_offset + slice_bytes(n_pos, a.head_dim, a.slice_dims, kv_bytes);
   };
-  // Whether shared memory up to `want` leaves the weight slots as large.
+  // Where shared memory for one-stage attention over the positions it is
+  // sized for ends (float weights: kSliceMaxPos), and whether memory up to
+  // there leaves the weight slots as large.
+  auto sized_end = [&] {
+    const int sized = is_quantized(WT) ? kSliceSizedPos : kSliceMaxPos;
+    return round16(static_cast<size_t>(slice_end(std::min(a.n_ctx, sized))));
+  };
   auto fits = [&](size_t want) {
     return want + table <= kMaxDynamicSmem &&
            slot_bytes_for<WT>(layer0, cap(want)) == slot_bytes_for<WT>(layer0, cap(base));
@@ -345,13 +350,9 @@ void launch(FusedStep a, const FusedLayer& layer0, int n_sm, cudaStream_t s) {
   // so that the cache rows can be copied there ahead, during the matvec
   // stages; otherwise it shares the matvec input's.
   a.slice_offset = static_cast<int>(round16(matvec_input_floats(WT, a) * sizeof(float)));
-  const bool apart = a.slice_dims != 0 && (!is_quantized(WT) || fits(round16(static_cast<size_t>(
-                                                                          slice_end(std::min(a.n_ctx, sized))))));
+  const bool apart = a.slice_dims != 0 && (!is_quantized(WT) || fits(sized_end()));
   if (!apart) a.slice_offset = 0;
-  if (a.slice_dims != 0) {
-    const size_t want = round16(static_cast<size_t>(slice_end(std::min(a.n_ctx, sized))));
-    if (want > base && fits(want)) base = want;
-  }
+  if (a.slice_dims != 0 && sized_end() > base && fits(sized_end())) base = sized_end();
   a.slot_offset = static_cast<int>(base);
   // QUARREL_CUDA_NO_SLOTS=1 reads every weight from global memory (to
   // measure what the slots bring).
