@@ -6,8 +6,8 @@
 // its exponentials in double, and V is accumulated position by position.
 // Everything is read with __ldcg (L2), because in the persistent kernel q and
 // the cache rows were written by other blocks a moment ago; the one-stage
-// kernel's cp.async copies read rows written by earlier launches, or, behind
-// the grid barrier (an acquire at GPU scope), by this one.
+// attention's cp.async copies read rows written by earlier launches (the new
+// position's comes from the hand-off words).
 #include <cuda_pipeline.h>
 
 #include "cuda/attention.cuh"
@@ -209,7 +209,9 @@ __device__ void attend_head(const float* q, const KV* k, const KV* v, int64_t st
 // from the QKV stage's hand-off words (common.cuh, epoch in_epoch: q_words,
 // k_new and v_new at this head's and KV head's first element), the cache
 // holds the earlier positions, and the output goes out as hand-off words of
-// out_epoch. Otherwise q, the cache and out, behind a grid barrier.
+// out_epoch. Otherwise q, the cache and out, behind a grid barrier: no
+// caller takes that branch now, but removing it moved the persistent
+// kernel's code and cost SmolLM2 F16 1.5% (docs/PERF.md), so it stays.
 
 // Its layout: n_pos scores (floats, padded to 4); the query (hd floats); 32
 // floats for the block's maxima; then the cache rows as the cache holds them

@@ -328,15 +328,17 @@ void launch(FusedStep a, const FusedLayer& layer0, int n_sm, cudaStream_t s) {
   };
   // Room for one-stage attention over kSliceSizedPos positions (float
   // weights: kSliceMaxPos), unless it would shrink the weight slots of
-  // quantized weights (large models, whose decode streams from memory).
+  // quantized weights (large models, whose decode streams from memory). It
+  // goes apart from the matvec input where that still fits (always for float
+  // weights, which have no slots), so that the cache rows can be copied there
+  // ahead, during the matvec stages; otherwise it shares the matvec input's.
   a.slice_dims = slice_dims_for(a, n_sm);
   const int kv_bytes = a.kv_f32 ? 4 : 2;
   auto slice_end = [&](int n_pos) {
     return a.slice_offset + slice_bytes(n_pos, a.head_dim, a.slice_dims, kv_bytes);
   };
-  // Where shared memory for one-stage attention over the positions it is
-  // sized for ends (float weights: kSliceMaxPos), and whether memory up to
-  // there leaves the weight slots as large.
+  // Where that room ends, and whether memory up to `want` leaves the weight
+  // slots as large.
   auto sized_end = [&] {
     const int sized = is_quantized(WT) ? kSliceSizedPos : kSliceMaxPos;
     return round16(static_cast<size_t>(slice_end(std::min(a.n_ctx, sized))));
@@ -345,14 +347,13 @@ void launch(FusedStep a, const FusedLayer& layer0, int n_sm, cudaStream_t s) {
     return want + table <= kMaxDynamicSmem &&
            slot_bytes_for<WT>(layer0, cap(want)) == slot_bytes_for<WT>(layer0, cap(base));
   };
-  // One-stage attention's shared memory goes apart from the matvec input
-  // where that still fits (always for float weights, which have no slots),
-  // so that the cache rows can be copied there ahead, during the matvec
-  // stages; otherwise it shares the matvec input's.
   a.slice_offset = static_cast<int>(round16(matvec_input_floats(WT, a) * sizeof(float)));
   const bool apart = a.slice_dims != 0 && (!is_quantized(WT) || fits(sized_end()));
   if (!apart) a.slice_offset = 0;
-  if (a.slice_dims != 0 && sized_end() > base && fits(sized_end())) base = sized_end();
+  if (a.slice_dims != 0) {
+    const size_t want = sized_end();
+    if (want > base && fits(want)) base = want;
+  }
   a.slot_offset = static_cast<int>(base);
   // QUARREL_CUDA_NO_SLOTS=1 reads every weight from global memory (to
   // measure what the slots bring).

@@ -272,9 +272,9 @@ __device__ __forceinline__ Unit unit_at(const MatvecArgs& a, int u) {
 // processor (a half-warp) owns two slots and works one unit ahead: while it
 // computes unit j from one slot, unit j + 1 is arriving in the other (units
 // too large for one slot take both, one at a time: slot_depth). The first
-// units of a stage are started between the arrival and the wait of the grid
-// barrier in front of the stage (stage_first_units), so their weights arrive
-// while the grid waits. Float weights stay on global loads: through slots
+// units of a stage are started as soon as the block's units of the stage
+// before are done (stage_first_units), so their weights arrive while the
+// block waits for the stage's input. Float weights stay on global loads: through slots
 // they measured slower on an H200, both where the weights sit
 // in L2 (SmolLM2 F16, 1,325 against 1,402 t/s) and where they stream from
 // HBM (Llama-3.2-1B F16, 781 against 813); docs/PERF.md.
